@@ -1,0 +1,5 @@
+"""``python -m geociss`` runs the command-line interface."""
+
+from geociss.cli.main import cli
+
+cli()

@@ -1,0 +1,77 @@
+"""The ``geociss`` command group.
+
+Commands live one per module in :mod:`geociss.cli` and are imported only when invoked, so
+``geociss --help`` never imports torch, rasterio or geopandas.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+import click
+
+from geociss import __version__
+
+# command name -> (module, attribute, one-line help shown by `geociss --help`)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "sample-data": ("geociss.cli.sample_data", "sample_data", "Write ISPRS-like sample scenes."),
+    "scan": ("geociss.cli.scan", "scan", "Check a GeoTIFF image/label folder and show its classes."),
+    "scenario": ("geociss.cli.scenario", "scenario", "Show the classes and tiles of each step."),
+}
+
+# GDAL settings that make many small windowed reads fast (GEO.md §1.7); users may override them.
+GDAL_DEFAULTS = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_MAX_RAW_BLOCK_CACHE_SIZE": "200000000",
+    "GDAL_SWATH_SIZE": "200000000",
+    "VSI_CURL_CACHE_SIZE": "200000000",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a command's module only when that command runs.
+
+    Errors derived from :class:`geociss.errors.GeocissError` are user errors: they are printed
+    as one line on stderr and the process exits with status 2, without a traceback.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:  # noqa: D102
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:  # noqa: D102
+        if cmd_name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[cmd_name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:  # noqa: D102
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:  # noqa: D102
+        from geociss.errors import GeocissError
+
+        try:
+            return super().invoke(ctx)
+        except GeocissError as err:
+            click.echo(f"error: {err}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="geociss")
+def cli() -> None:
+    """geociss: class-incremental semantic segmentation of aerial imagery.
+
+    Train a land-cover model, add new classes later from data labelled for the new classes
+    only, and map GeoTIFFs of any size into QGIS-ready outputs.
+    """
+    for key, value in GDAL_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    cli()
