@@ -23,7 +23,8 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=(suffix if suffix is not None else target.suffix) + ".part",
+        prefix=f".{target.name}.",
+        suffix=(suffix if suffix is not None else target.suffix) + ".part",
         dir=target.parent,
     )
     os.close(fd)

@@ -17,7 +17,11 @@ from geociss import __version__
 # command name -> (module, attribute, one-line help shown by `geociss --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "sample-data": ("geociss.cli.sample_data", "sample_data", "Write ISPRS-like sample scenes."),
-    "scan": ("geociss.cli.scan", "scan", "Check a GeoTIFF image/label folder and show its classes."),
+    "scan": (
+        "geociss.cli.scan",
+        "scan",
+        "Check a GeoTIFF image/label folder and show its classes.",
+    ),
     "scenario": ("geociss.cli.scenario", "scenario", "Show the classes and tiles of each step."),
 }
 

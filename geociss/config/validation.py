@@ -34,7 +34,9 @@ def describe_validation_error(err: ValidationError, source: str) -> str:
 def validate_model(model: type[M], data: Any, source: str) -> M:
     """Validate ``data`` as ``model``; raise a one-line :class:`ConfigError` naming ``source``."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping of keys to values, got {type(data).__name__}"
+        )
     try:
         return model.model_validate(data)
     except ValidationError as err:

@@ -10,7 +10,7 @@ A schema is written in YAML::
     ignore_values: [255]     # raw label values that mean "ignore" (mapped to 255)
     classes:
       - {id: 0, name: impervious surfaces, color: "#ffffff", values: [0]}
-      - {id: 1, name: building, color: "#0000ff"}   # values default to [id] (index) or [color] (rgb)
+      - {id: 1, name: building, color: "#0000ff"}   # values default: [id] or [color]
 
 Class ids are the positions 0..N-1 in the list. 255 is the ignore id everywhere. A label value that
 the schema does not map is an error naming the file and the value, never silently a class.
@@ -46,9 +46,12 @@ def parse_color(value: Any) -> RGB:
             raise ValueError(f"invalid colour {value!r}; expected '#rrggbb' or [r, g, b]")
         h = m.group(1)
         return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
-    if isinstance(value, list | tuple) and len(value) == 3:
-        if all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value):
-            return (int(value[0]), int(value[1]), int(value[2]))
+    if (
+        isinstance(value, list | tuple)
+        and len(value) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)
+    ):
+        return (int(value[0]), int(value[1]), int(value[2]))
     raise ValueError(f"invalid colour {value!r}; expected '#rrggbb' or [r, g, b] with 0-255 ints")
 
 
@@ -124,7 +127,9 @@ class ClassSchema(BaseModel):
     def _check(self) -> ClassSchema:
         for i, c in enumerate(self.classes):
             if c.id != i:
-                raise ValueError(f"classes[{i}] ({c.name!r}) has id {c.id}; ids must be 0, 1, 2, ...")
+                raise ValueError(
+                    f"classes[{i}] ({c.name!r}) has id {c.id}; ids must be 0, 1, 2, ..."
+                )
             if c.values is None:
                 c.values = [c.id] if self.encoding == "index" else [c.color]
         names = [c.name for c in self.classes]
@@ -136,7 +141,9 @@ class ClassSchema(BaseModel):
             for v in self._checked(c.values or []):
                 key = repr(v)
                 if key in seen:
-                    raise ValueError(f"label value {v} is mapped twice ({seen[key]} and {c.name!r})")
+                    raise ValueError(
+                        f"label value {v} is mapped twice ({seen[key]} and {c.name!r})"
+                    )
                 seen[key] = repr(c.name)
         if self.background is not None:
             self.background = self._resolve(self.background)
@@ -147,7 +154,9 @@ class ClassSchema(BaseModel):
         for v in values:
             if self.encoding == "index":
                 if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 65535:
-                    raise ValueError(f"label value {v!r} must be an integer 0-65535 (index encoding)")
+                    raise ValueError(
+                        f"label value {v!r} must be an integer 0-65535 (index encoding)"
+                    )
                 out.append(int(v))
             else:
                 out.append(parse_color(list(v) if isinstance(v, tuple) else v))
@@ -259,7 +268,9 @@ class ClassSchema(BaseModel):
         if raw.ndim != 3 or raw.shape[0] != 3:
             raise UnknownLabelValueError(path, [f"array of shape {raw.shape} (expected 3 bands)"])
         packed = (
-            (raw[0].astype(np.int64) << 16) | (raw[1].astype(np.int64) << 8) | raw[2].astype(np.int64)
+            (raw[0].astype(np.int64) << 16)
+            | (raw[1].astype(np.int64) << 8)
+            | raw[2].astype(np.int64)
         )
         keys, ids = self._rgb_table
         pos = np.clip(np.searchsorted(keys, packed), 0, len(keys) - 1)
@@ -287,9 +298,13 @@ class ClassSchema(BaseModel):
     def preset(cls, name: str) -> ClassSchema:
         """Load a schema shipped with geociss: ``isprs`` or ``isprs-rgb``."""
         files = resources.files("geociss") / "presets"
-        choices = sorted(p.name.removesuffix(".yaml") for p in files.iterdir() if p.name.endswith(".yaml"))
+        choices = sorted(
+            p.name.removesuffix(".yaml") for p in files.iterdir() if p.name.endswith(".yaml")
+        )
         if name not in choices:
-            raise ConfigError(f"unknown class schema preset {name!r}; choose one of: {', '.join(choices)}")
+            raise ConfigError(
+                f"unknown class schema preset {name!r}; choose one of: {', '.join(choices)}"
+            )
         import yaml
 
         data = yaml.safe_load((files / f"{name}.yaml").read_text(encoding="utf-8"))
@@ -317,8 +332,12 @@ class ClassSchema(BaseModel):
             "background": None if self.background is None else self.names[int(self.background)],
             "ignore_values": [val(v) for v in self.ignore_values],
             "classes": [
-                {"id": c.id, "name": c.name, "color": color_hex(c.color),
-                 "values": [val(v) for v in c.values or []]}
+                {
+                    "id": c.id,
+                    "name": c.name,
+                    "color": color_hex(c.color),
+                    "values": [val(v) for v in c.values or []],
+                }
                 for c in self.classes
             ],
         }

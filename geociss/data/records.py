@@ -31,7 +31,7 @@ class Window:
     width: int
 
     def as_rasterio(self) -> tuple[tuple[int, int], tuple[int, int]]:
-        """``((row_start, row_stop), (col_start, col_stop))`` as rasterio's ``Window.from_slices``."""
+        """``((row_start, row_stop), (col_start, col_stop))``, as ``Window.from_slices`` takes."""
         return (self.row, self.row + self.height), (self.col, self.col + self.width)
 
 

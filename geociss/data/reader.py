@@ -1,0 +1,294 @@
+"""Read integer pixel windows of catalogue tiles: image, class mask and validity.
+
+One :class:`WindowReader` serves a whole training or evaluation run. It keeps rasterio handles
+open (one per image/label file, least recently used closed beyond ``max_open``), opened lazily
+and keyed by process id: a DataLoader worker forked from a parent that already read something
+never touches the parent's handles (their file offsets are shared across ``fork``), it opens
+its own. Pickling (the ``spawn`` start method) drops the handles.
+
+Windows that run past the raster edge are read as the part inside the raster pasted into a
+filled array (image 0, invalid, label 255). This is what a boundless read means here; it avoids
+rasterio's ``boundless=True``, which builds a virtual warped dataset on every call (GEO.md §1.8),
+and windows inside the raster take the plain fast path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.errors import RasterioError
+from rasterio.windows import Window as RioWindow
+
+from geociss.cli.main import GDAL_DEFAULTS
+from geociss.data.classes import IGNORE_INDEX, ClassSchema
+from geociss.data.records import TileRecord, Window
+from geociss.errors import DataError
+
+for _key, _value in GDAL_DEFAULTS.items():
+    os.environ.setdefault(_key, _value)
+
+Pixels = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""``(image float32 (C, H, W), mask uint8 (H, W), valid bool (H, W))``."""
+
+
+class _Source:
+    """An open raster plus what the reader needs to know about it, computed once per open."""
+
+    __slots__ = ("height", "indexes", "masked", "nodata", "src", "width")
+
+    def __init__(self, src: Any, indexes: list[int]) -> None:
+        self.src = src
+        self.indexes = indexes
+        self.height = int(src.height)
+        self.width = int(src.width)
+        self.nodata = src.nodata
+        flags = src.mask_flag_enums[indexes[0] - 1]
+        self.masked = MaskFlags.per_dataset in flags or MaskFlags.alpha in flags
+
+
+class WindowReader:
+    """Read windows of catalogue tiles as arrays, with per-process cached raster handles.
+
+    Args:
+        tiles: the catalogue tiles; a :class:`Window`'s ``tile`` indexes this sequence.
+        schema: class schema that encodes raw label values (tiles with ``label_encoded`` False).
+        bands: 1-based image band indexes to read (default: every band but alpha).
+        max_open: most raster handles kept open per process (image and label count apart).
+
+    Raises:
+        ValueError: ``bands`` is empty or holds an index below 1, or ``max_open`` < 2.
+    """
+
+    def __init__(
+        self,
+        tiles: Sequence[TileRecord],
+        schema: ClassSchema,
+        bands: Sequence[int] | None = None,
+        max_open: int = 128,
+    ) -> None:
+        if bands is not None and (len(bands) == 0 or min(bands) < 1):
+            raise ValueError(f"bands must be 1-based band indexes, got {list(bands)}")
+        if max_open < 2:
+            raise ValueError(f"max_open must be at least 2, got {max_open}")
+        self.tiles = list(tiles)
+        self.schema = schema
+        self.bands = None if bands is None else [int(b) for b in bands]
+        self.max_open = max_open
+        self._pid: int | None = None
+        self._open: OrderedDict[tuple[int, bool], _Source] = OrderedDict()
+
+    # ------------------------------------------------------------------ handles
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_pid"] = None
+        state["_open"] = OrderedDict()
+        return state
+
+    def _source(self, tile: int, label: bool) -> _Source:
+        pid = os.getpid()
+        if pid != self._pid:
+            # Handles inherited through fork share file offsets with the parent: abandon them
+            # unclosed (closing could flush shared state) and open this process's own.
+            self._open = OrderedDict()
+            self._pid = pid
+        key = (tile, label)
+        source = self._open.get(key)
+        if source is not None:
+            self._open.move_to_end(key)
+            return source
+        source = self._open_source(tile, label)
+        self._open[key] = source
+        while len(self._open) > self.max_open:
+            _, old = self._open.popitem(last=False)
+            old.src.close()
+        return source
+
+    def _open_source(self, tile: int, label: bool) -> _Source:
+        record = self.tiles[tile]
+        path = record.label if label else record.image
+        if path is None:
+            raise DataError(record.image, "has no label raster")
+        try:
+            src = rasterio.open(path)
+        except RasterioError as err:
+            raise DataError(path, f"cannot open raster ({err})") from None
+        if label:
+            need = 1 if record.label_encoded else self.schema.label_bands
+            if src.count < need:
+                src.close()
+                raise DataError(path, f"label raster has {src.count} band(s), needs {need}")
+            return _Source(src, list(range(1, need + 1)))
+        if self.bands is not None:
+            if max(self.bands) > src.count:
+                src.close()
+                raise DataError(path, f"has {src.count} band(s); bands {self.bands} requested")
+            return _Source(src, self.bands)
+        indexes = [i + 1 for i, ci in enumerate(src.colorinterp) if ci != ColorInterp.alpha]
+        return _Source(src, indexes or [1])
+
+    def close(self) -> None:
+        """Close the handles this process opened (they reopen on the next read)."""
+        if self._pid == os.getpid():
+            for source in self._open.values():
+                source.src.close()
+        self._open = OrderedDict()
+
+    # ------------------------------------------------------------------ reads
+
+    def shape(self, tile: int) -> tuple[int, int]:
+        """``(height, width)`` of a tile's image raster."""
+        source = self._source(tile, False)
+        return source.height, source.width
+
+    def transform(self, window: Window) -> Affine:
+        """Affine transform of the window: the raster's transform shifted to its first pixel."""
+        return self._source(window.tile, False).src.window_transform(_rio(window))
+
+    def read(self, window: Window) -> Pixels:
+        """Read the image, class mask and validity of one window.
+
+        Pixels outside the raster, nodata pixels (all read bands equal nodata), NaN pixels and
+        pixels masked by an alpha band or an internal mask are invalid: image 0, label 255.
+        Label nodata is label 255 too. Tiles without a label raster give an all-255 mask.
+
+        Args:
+            window: the window; it may run past the raster edge (it is padded).
+
+        Returns:
+            ``(image float32 (C, H, W), mask uint8 (H, W), valid bool (H, W))``.
+
+        Raises:
+            DataError: a raster cannot be read.
+            UnknownLabelValueError: a raw label value is not in the class schema.
+        """
+        image, valid = self._read_image(window)
+        mask = self._read_label(window)
+        if not valid.all():
+            mask[~valid] = IGNORE_INDEX
+        return image, mask, valid
+
+    def _read_image(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        source = self._source(window.tile, False)
+        inner, dst = _clip(window, source.height, source.width)
+        h, w = window.height, window.width
+        if inner is None:
+            return np.zeros((len(source.indexes), h, w), np.float32), np.zeros((h, w), bool)
+        raw = _read(source, source.indexes, inner)
+        invalid = self._invalid(source, raw, inner)
+        image = raw.astype(np.float32, copy=False)
+        if invalid is not None:
+            image[:, invalid] = 0.0  # a fresh array: raw itself when it was float32 already
+        if dst is None:
+            valid = np.ones((h, w), bool) if invalid is None else ~invalid
+            return image, valid
+        full = np.zeros((len(source.indexes), h, w), np.float32)
+        valid = np.zeros((h, w), bool)
+        full[:, dst[0], dst[1]] = image
+        valid[dst] = True if invalid is None else ~invalid
+        return full, valid
+
+    @staticmethod
+    def _invalid(source: _Source, raw: np.ndarray, inner: RioWindow) -> np.ndarray | None:
+        """Invalid pixels of a read block, or None when every pixel is valid."""
+        invalid: np.ndarray | None = None
+        if source.masked:
+            try:
+                invalid = source.src.read_masks(source.indexes[0], window=inner) == 0
+            except RasterioError as err:
+                raise DataError(source.src.name, f"cannot read mask ({err})") from None
+        elif source.nodata is not None:
+            invalid = _is_nodata(raw, source.nodata)
+        if raw.dtype.kind == "f":
+            nan = np.isnan(raw).any(axis=0)
+            invalid = nan if invalid is None else invalid | nan
+        if invalid is not None and not invalid.any():
+            return None
+        return invalid
+
+    def _read_label(self, window: Window) -> np.ndarray:
+        record = self.tiles[window.tile]
+        h, w = window.height, window.width
+        if record.label is None:
+            return np.full((h, w), IGNORE_INDEX, np.uint8)
+        source = self._source(window.tile, True)
+        inner, dst = _clip(window, source.height, source.width)
+        if inner is None:
+            return np.full((h, w), IGNORE_INDEX, np.uint8)
+        raw = _read(source, source.indexes, inner)
+        labels = self._encode(raw, source, record.label_encoded)
+        if dst is None:
+            return labels
+        full = np.full((h, w), IGNORE_INDEX, np.uint8)
+        full[dst] = labels
+        return full
+
+    def _encode(self, raw: np.ndarray, source: _Source, encoded: bool) -> np.ndarray:
+        """Class ids of a raw label block; label nodata becomes 255."""
+        nodata = None if source.nodata is None else _is_nodata(raw, source.nodata)
+        if nodata is not None and not nodata.any():
+            nodata = None
+        if encoded:
+            labels = raw[0] if raw.dtype == np.uint8 else raw[0].astype(np.uint8)
+            if nodata is not None:
+                labels = labels.copy()
+                labels[nodata] = IGNORE_INDEX
+            return labels
+        path = source.src.name
+        if nodata is None:
+            return self.schema.encode(raw if raw.shape[0] > 1 else raw[0], path)
+        labels = np.full(raw.shape[1:], IGNORE_INDEX, np.uint8)
+        keep = ~nodata
+        values = raw[:, keep][:, :, None]  # (bands, N, 1): encode takes 2-D index or 3-D rgb
+        labels[keep] = self.schema.encode(values if values.shape[0] > 1 else values[0], path)[:, 0]
+        return labels
+
+
+def _rio(window: Window) -> RioWindow:
+    return RioWindow(window.col, window.row, window.width, window.height)
+
+
+def _clip(
+    window: Window, height: int, width: int
+) -> tuple[RioWindow | None, tuple[slice, slice] | None]:
+    """The part of ``window`` inside the raster and where it goes in the window's array.
+
+    Returns ``(None, None)`` when the window misses the raster, ``(inner, None)`` when it lies
+    entirely inside, else ``(inner, (row_slice, col_slice))``.
+    """
+    r0, c0 = max(window.row, 0), max(window.col, 0)
+    r1 = min(window.row + window.height, height)
+    c1 = min(window.col + window.width, width)
+    if r0 >= r1 or c0 >= c1:
+        return None, None
+    inner = RioWindow(c0, r0, c1 - c0, r1 - r0)
+    if (r0, c0, r1, c1) == (window.row, window.col, window.row + window.height,
+                            window.col + window.width):
+        return inner, None
+    dst = (slice(r0 - window.row, r1 - window.row), slice(c0 - window.col, c1 - window.col))
+    return inner, dst
+
+
+def _is_nodata(raw: np.ndarray, nodata: float) -> np.ndarray | None:
+    """Pixels whose every band equals ``nodata`` (None when the dtype cannot hold it)."""
+    if np.isnan(nodata):
+        return np.isnan(raw).all(axis=0) if raw.dtype.kind == "f" else None
+    if raw.dtype.kind in "iu":
+        info = np.iinfo(raw.dtype)
+        if nodata != int(nodata) or not info.min <= nodata <= info.max:
+            return None
+    return (raw == raw.dtype.type(nodata)).all(axis=0)
+
+
+def _read(source: _Source, indexes: list[int], window: RioWindow) -> np.ndarray:
+    try:
+        return source.src.read(indexes, window=window)
+    except RasterioError as err:
+        raise DataError(source.src.name, f"cannot read window {window} ({err})") from None
