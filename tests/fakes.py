@@ -70,3 +70,60 @@ def random_pair(
     img = write_tif(root / "images" / f"{stem}.tif", image, **kwargs)
     lbl = write_tif(root / "labels" / f"{stem}.tif", label, **kwargs)
     return img, lbl
+
+
+def record_for(
+    image: str | Path,
+    label: str | Path | None,
+    schema: Any,
+    *,
+    tile: int = 0,
+    chip: int | None = None,
+    label_encoded: bool = False,
+) -> Any:
+    """Build the TileRecord (with regions of ``chip`` px, or one whole-tile region) of a pair.
+
+    A small stand-in for the catalogue in tests of code that only needs records.
+    """
+    from rasterio.enums import ColorInterp, MaskFlags
+
+    from geociss.data.records import BandStats, Region, TileRecord, Window
+
+    with rasterio.open(image) as src:
+        indexes = [i + 1 for i, ci in enumerate(src.colorinterp) if ci != ColorInterp.alpha]
+        data = src.read(indexes).astype(np.float64)
+        flags = src.mask_flag_enums[0]
+        has_mask = MaskFlags.per_dataset in flags or MaskFlags.alpha in flags
+        height, width, nodata = src.height, src.width, src.nodata
+        crs = src.crs.to_wkt() if src.crs else None
+        transform = tuple(src.transform)[:6]
+        dtype = src.dtypes[0]
+    n = schema.num_classes
+    ids = np.full((height, width), 255, np.uint8)
+    if label is not None:
+        with rasterio.open(label) as src:
+            raw = src.read(1) if label_encoded or schema.label_bands == 1 else src.read([1, 2, 3])
+        ids = raw.astype(np.uint8) if label_encoded else schema.encode(raw, label)
+    flat = data.reshape(data.shape[0], -1)
+    stats = BandStats(
+        count=flat.shape[1],
+        sum=tuple(flat.sum(1).tolist()),
+        sumsq=tuple((flat**2).sum(1).tolist()),
+        min=tuple(flat.min(1).tolist()),
+        max=tuple(flat.max(1).tolist()),
+    )
+    step = chip or max(height, width)
+    regions = []
+    for r in range(0, height, step):
+        for c in range(0, width, step):
+            part = ids[r : r + step, c : c + step]
+            hist = np.bincount(part[part != 255].ravel(), minlength=n)[:n].astype(np.int64)
+            win = Window(tile, r, c, part.shape[0], part.shape[1])
+            regions.append(Region(win, hist, int((part == 255).sum())))
+    hist = np.bincount(ids[ids != 255].ravel(), minlength=n)[:n].astype(np.int64)
+    return TileRecord(
+        stem=Path(image).stem, image=Path(image), label=None if label is None else Path(label),
+        label_encoded=label_encoded, width=width, height=height, bands=len(indexes), dtype=dtype,
+        crs=crs, transform=transform, nodata=nodata, has_mask=has_mask, hist=hist,
+        ignored=int((ids == 255).sum()), stats=stats, regions=regions,
+    )

@@ -1,4 +1,4 @@
-"""A map-style dataset indexed by :class:`Window`, and the collate that remaps labels to step channels.
+"""A dataset indexed by :class:`Window`, and the collate that remaps labels to step channels.
 
 The samplers (:mod:`geociss.data.samplers`) yield windows; a ``DataLoader`` hands each one to
 :class:`WindowDataset`, whose sample dict follows torchgeo's keys (DESIGN §3)::

@@ -12,7 +12,8 @@ sampler draws one global stream per epoch (the same on every rank, from ``seed``
 epoch) and rank ``r`` takes windows ``r, r + world_size, ...``, so ranks see disjoint windows
 and equal counts. With Lightning, either pass ``rank``/``world_size`` yourself and set
 ``Trainer(use_distributed_sampler=False)``, or leave them at 0/1 and let Lightning wrap the
-sampler (it splits the stream the same way). Lightning calls :meth:`set_epoch` each epoch.
+sampler in its ``DistributedSamplerWrapper``, which shards the same stream across ranks.
+Either way Lightning calls :meth:`set_epoch` each epoch (the wrapper forwards it).
 """
 
 from __future__ import annotations
@@ -183,7 +184,7 @@ class RandomWindowSampler(Sampler[Window]):
         self.regions = list(regions)
         weights = region_weights(self.regions, class_weights)
         if not self.regions or weights.sum() <= 0:
-            raise DataError(None, "no labelled pixels in the regions to sample training windows from")
+            raise DataError(None, "no labelled pixels in the regions to draw training windows from")
         self.probabilities = weights / weights.sum()
         self._bounds = _position_bounds(self.regions, self.size, tiles)
 
@@ -255,7 +256,8 @@ def _position_bounds(
     hi = np.zeros((len(regions), 2), np.int64)
     for i, region in enumerate(regions):
         r = region.window
-        shape = None if tiles is None else (tiles[r.tile].height, tiles[r.tile].width)
-        lo[i, 0], hi[i, 0] = _axis_bounds(r.row, r.height, size[0], shape and shape[0])
-        lo[i, 1], hi[i, 1] = _axis_bounds(r.col, r.width, size[1], shape and shape[1])
+        rows = None if tiles is None else tiles[r.tile].height
+        cols = None if tiles is None else tiles[r.tile].width
+        lo[i, 0], hi[i, 0] = _axis_bounds(r.row, r.height, size[0], rows)
+        lo[i, 1], hi[i, 1] = _axis_bounds(r.col, r.width, size[1], cols)
     return lo, hi
