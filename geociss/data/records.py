@@ -128,6 +128,8 @@ class TileRecord:
         stats: band statistics over valid pixels.
         fingerprint: size and mtime of the image and label files, for the manifest cache.
         regions: chips of the tile with their histograms.
+        band_indexes: 1-based image bands that ``bands`` counts (alpha excluded, in the order
+            read); empty means ``1..bands``.
     """
 
     stem: str
@@ -147,6 +149,7 @@ class TileRecord:
     stats: BandStats
     fingerprint: dict[str, list[float]] = field(default_factory=dict)
     regions: list[Region] = field(default_factory=list)
+    band_indexes: tuple[int, ...] = ()
 
     @property
     def georeferenced(self) -> bool:

@@ -5,10 +5,16 @@ memory and a truncated file (which GDAL often opens fine and only fails on when 
 is found here rather than in the middle of training. It produces the tile's class histogram
 (whole tile and per chip region) and per-band statistics over valid pixels.
 
-Valid pixels: an image pixel is invalid when GDAL's dataset mask says so (alpha band, internal
-mask, or all bands equal to the nodata value) or, for float images, when a band is NaN. Invalid
-image pixels count as ignored (255) in the label histogram and are left out of band statistics.
-A label raster's nodata value, when it is not a class value of the schema, also means ignore.
+Valid pixels (:func:`valid_pixels`): an image pixel is invalid where the alpha band or an
+internal mask is 0, where every band equals the nodata value, or (float images) where a band is
+NaN. Invalid image pixels count as ignored (255) in the label histogram and are left out of band
+statistics. A label raster's nodata value, when it is not a class value, also means ignore.
+
+Alpha bands: a band tagged as alpha is a validity mask, not image data, and is not counted in
+``bands``, unless (a) it is asked for in ``bands``, (b) ``expected_bands`` equals the file's band
+count, or (c) it holds values other than 0 and the type's maximum. Rule (c) matters: GDAL
+writes every 4-band uint8 GeoTIFF as RGBA unless told otherwise, so an RGB+NIR orthophoto often
+arrives with its NIR band tagged as alpha. :attr:`TileRecord.band_indexes` records the outcome.
 
 Georeferencing: rasters without a CRS are used in pixel space (``crs=None``, identity
 transform). When image and label both have a CRS they must agree in CRS and transform; a label
@@ -33,7 +39,8 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window as RioWindow
 
 from geociss.data.classes import IGNORE_INDEX, ClassSchema
-from geociss.data.records import BandStats, Region, TileRecord, Window
+from geociss.data.records import TileRecord
+from geociss.data.tile_stats import Histograms, Moments
 from geociss.errors import DataError
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
@@ -46,7 +53,8 @@ class ScanOptions:
 
     Attributes:
         bands: 1-based image bands to use, or None for all bands except alpha.
-        expected_bands: number of non-alpha bands every image must have, or None.
+        expected_bands: number of image bands every image must have, or None (an alpha-tagged
+            band counts as an image band when this equals the file's band count).
         chip_size: side of the square chip regions, or None for one region per tile.
         band_rows: rows read at once (bounds memory: rows x width x bands values).
     """
@@ -92,8 +100,8 @@ def same_grid(a: tuple[float, ...], b: tuple[float, ...], width: int, height: in
     ta, tb = rasterio.Affine(*a[:6]), rasterio.Affine(*b[:6])
     px = max(abs(ta.a), abs(ta.b), abs(ta.d), abs(ta.e), 1e-12)
     for col, row in ((0, 0), (width, 0), (0, height), (width, height)):
-        xa, ya = ta * (col, row)
-        xb, yb = tb * (col, row)
+        xa, ya = ta @ (col, row)
+        xb, yb = tb @ (col, row)
         if max(abs(xa - xb), abs(ya - yb)) > 0.01 * px:
             return False
     return True
@@ -106,14 +114,26 @@ class _ImageInfo:
     crs: str | None
     transform: tuple[float, float, float, float, float, float]
     nodata: float | None
-    has_mask: bool
+    alpha: list[int]
+    internal_mask: bool
+
+    @property
+    def has_mask(self) -> bool:
+        return bool(self.alpha) or self.internal_mask
 
 
-def _image_info(src: Any, path: Path, options: ScanOptions) -> _ImageInfo:
-    alpha = [i + 1 for i, ci in enumerate(src.colorinterp) if ci == ColorInterp.alpha]
-    plain = [i for i in range(1, src.count + 1) if i not in alpha]
+class _AlphaIsData(Exception):
+    """An alpha-tagged band holds values other than 0 and the maximum: it is image data."""
+
+
+def _image_info(src: Any, path: Path, options: ScanOptions, alpha_as_data: bool) -> _ImageInfo:
+    tagged = [i + 1 for i, ci in enumerate(src.colorinterp) if ci == ColorInterp.alpha]
+    wanted = set(options.bands or ())
+    if alpha_as_data or wanted & set(tagged) or options.expected_bands == src.count:
+        tagged = []
+    plain = [i for i in range(1, src.count + 1) if i not in tagged]
     if options.expected_bands is not None and len(plain) != options.expected_bands:
-        extra = " plus an alpha band" if alpha else ""
+        extra = " plus an alpha band" if tagged else ""
         raise DataError(
             path, f"has {len(plain)} band(s){extra}, expected {options.expected_bands}"
         )
@@ -121,16 +141,69 @@ def _image_info(src: Any, path: Path, options: ScanOptions) -> _ImageInfo:
     for b in indexes:
         if b > src.count:
             raise DataError(path, f"has {src.count} band(s); band {b} was requested")
-        if b in alpha:
-            raise DataError(path, f"band {b} is the alpha band (validity mask), not image data")
     dtypes = {src.dtypes[b - 1] for b in indexes}
     if len(dtypes) > 1:
         raise DataError(path, f"bands have different data types ({', '.join(sorted(dtypes))})")
-    has_mask = any(MaskFlags.per_dataset in flags for flags in src.mask_flag_enums)
+    internal = any(
+        MaskFlags.per_dataset in f and MaskFlags.alpha not in f for f in src.mask_flag_enums
+    )
     crs = src.crs.to_wkt() if src.crs else None
     transform = tuple(float(v) for v in src.transform[:6]) if crs else IDENTITY
     nodata = None if src.nodata is None else float(src.nodata)
-    return _ImageInfo(indexes, dtypes.pop(), crs, transform, nodata, has_mask)  # type: ignore[arg-type]
+    return _ImageInfo(indexes, dtypes.pop(), crs, transform, nodata, tagged, internal)  # type: ignore[arg-type]
+
+
+def _and(a: np.ndarray | None, b: np.ndarray) -> np.ndarray:
+    return b if a is None else a & b
+
+
+def _nodata_valid(data: np.ndarray, nodata: float | None) -> np.ndarray | None:
+    """Pixels where not every band equals ``nodata`` and no band is NaN (None: all valid)."""
+    valid = None
+    if nodata is not None:
+        same = np.isnan(data) if np.isnan(nodata) else data == nodata
+        valid = ~same.all(axis=0)
+    if data.dtype.kind == "f":
+        valid = _and(valid, ~np.isnan(data).any(axis=0))
+    return valid
+
+
+def valid_pixels(
+    src: Any, data: np.ndarray, window: RioWindow, has_mask: bool, nodata: float | None
+) -> np.ndarray | None:
+    """Valid pixels of an image window read from ``src``, by the catalogue's rules.
+
+    A pixel is invalid where GDAL's dataset mask is 0 (when the tile ``has_mask``: alpha band or
+    internal mask), where every band equals ``nodata``, or where a band is NaN.
+
+    Args:
+        src: the open image raster.
+        data: the (bands, rows, cols) values read for ``window``.
+        window: the window read.
+        has_mask: :attr:`TileRecord.has_mask`.
+        nodata: :attr:`TileRecord.nodata`.
+
+    Returns:
+        (rows, cols) booleans, or None when every pixel is valid.
+    """
+    valid = src.dataset_mask(window=window) > 0 if has_mask else None
+    extra = _nodata_valid(data, nodata)
+    return valid if extra is None else _and(valid, extra)
+
+
+def _scan_valid(src: Any, data: np.ndarray, win: RioWindow, info: _ImageInfo) -> np.ndarray | None:
+    """:func:`valid_pixels`, reading the alpha band itself to check that it is a 0/max mask."""
+    valid = None
+    for band in info.alpha:
+        alpha = src.read(band, window=win)
+        top = np.iinfo(alpha.dtype).max if alpha.dtype.kind in "iu" else 1.0
+        if ((alpha != 0) & (alpha != top)).any():
+            raise _AlphaIsData
+        valid = _and(valid, alpha > 0)
+    if info.internal_mask:
+        valid = _and(valid, src.read_masks(info.indexes[0], window=win) > 0)
+    extra = _nodata_valid(data, info.nodata)
+    return valid if extra is None else _and(valid, extra)
 
 
 def _check_label(
@@ -180,93 +253,6 @@ def _nodata_fill(lsrc: Any, schema: ClassSchema) -> tuple[int, np.ndarray] | Non
     return nd, np.asarray(values[0])
 
 
-class _Histograms:
-    """Class counts of the whole tile and of each chip region, filled band by band."""
-
-    def __init__(self, height: int, width: int, chip: int | None) -> None:
-        self.rows = chip_spans(height, chip) if chip else [(0, height)]
-        self.cols = chip_spans(width, chip) if chip else [(0, width)]
-        self.chipped = chip is not None
-        self.total = np.zeros(256, dtype=np.int64)
-        self.chips = np.zeros((len(self.rows), len(self.cols), 256), dtype=np.int64)
-
-    def add(self, ids: np.ndarray, r0: int) -> None:
-        self.total += np.bincount(ids.ravel(), minlength=256)
-        if not self.chipped:
-            return
-        r1 = r0 + ids.shape[0]
-        for i, (start, size) in enumerate(self.rows):
-            lo, hi = max(start, r0), min(start + size, r1)
-            if lo >= hi:
-                continue
-            for j, (c0, w) in enumerate(self.cols):
-                block = ids[lo - r0 : hi - r0, c0 : c0 + w]
-                self.chips[i, j] += np.bincount(block.ravel(), minlength=256)
-
-    def regions(self, n: int) -> list[Region]:
-        if not self.chipped:
-            counts = self.total
-            win = Window(0, 0, 0, self.rows[0][1], self.cols[0][1])
-            return [Region(win, counts[:n].copy(), int(counts[IGNORE_INDEX]))]
-        return [
-            Region(Window(0, r, c, h, w), self.chips[i, j, :n].copy(), int(self.chips[i, j, 255]))
-            for i, (r, h) in enumerate(self.rows)
-            for j, (c, w) in enumerate(self.cols)
-        ]
-
-
-def chip_spans(length: int, chip: int) -> list[tuple[int, int]]:
-    """``(start, size)`` of the chips along one axis: an integer grid, the last chip clamped inside.
-
-    A raster shorter than a chip gives one span covering it.
-    """
-    if length <= chip:
-        return [(0, length)]
-    n = -(-length // chip)
-    return [(min(i * chip, length - chip), chip) for i in range(n)]
-
-
-class _Moments:
-    """Per-band count, sum, sum of squares, min and max over valid pixels (float64)."""
-
-    def __init__(self, bands: int) -> None:
-        self.count = 0
-        self.sum = np.zeros(bands)
-        self.sumsq = np.zeros(bands)
-        self.min = np.full(bands, np.inf)
-        self.max = np.full(bands, -np.inf)
-
-    def add(self, data: np.ndarray, valid: np.ndarray | None) -> None:
-        for b in range(data.shape[0]):
-            values = data[b].ravel() if valid is None else data[b][valid]
-            if values.size == 0:
-                return
-            if values.dtype in (np.uint8, np.uint16):
-                counts = np.bincount(values)
-                levels = np.arange(counts.size, dtype=np.float64)
-                present = np.flatnonzero(counts)
-                s, ss = counts @ levels, counts @ (levels * levels)
-                lo, hi = float(present[0]), float(present[-1])
-            else:
-                v = values.astype(np.float64)
-                s, ss, lo, hi = v.sum(), v @ v, v.min(), v.max()
-            self.sum[b] += s
-            self.sumsq[b] += ss
-            self.min[b] = min(self.min[b], lo)
-            self.max[b] = max(self.max[b], hi)
-            if b == 0:
-                self.count += values.size
-
-    def stats(self) -> BandStats:
-        if self.count == 0:
-            zero = tuple(0.0 for _ in self.sum)
-            return BandStats(0, zero, zero, zero, zero)
-        return BandStats(
-            self.count, tuple(self.sum.tolist()), tuple(self.sumsq.tolist()),
-            tuple(self.min.tolist()), tuple(self.max.tolist()),
-        )
-
-
 def _read_labels(
     lsrc: Any, label: Path, schema: ClassSchema, win: RioWindow, encoded: bool,
     fill: tuple[int, np.ndarray] | None,
@@ -306,37 +292,42 @@ def scan_tile(
     Raises:
         DataError: unreadable file, mismatched pair, wrong bands, unknown label values.
     """
+    try:
+        return _scan(image, label, stem, schema, options, label_encoded, alpha_as_data=False)
+    except _AlphaIsData:
+        return _scan(image, label, stem, schema, options, label_encoded, alpha_as_data=True)
+
+
+def _scan(
+    image: Path, label: Path | None, stem: str, schema: ClassSchema, options: ScanOptions,
+    label_encoded: bool, alpha_as_data: bool,
+) -> TileRecord:
     n = schema.num_classes
     with open_raster(image) as src:
-        info = _image_info(src, image, options)
+        info = _image_info(src, image, options, alpha_as_data)
         ctx = open_raster(label) if label is not None else contextlib.nullcontext(None)
         with ctx as lsrc:
+            fill = None
             if lsrc is not None:
                 _check_label(lsrc, label, src, image, schema, label_encoded)  # type: ignore[arg-type]
                 fill = None if label_encoded else _nodata_fill(lsrc, schema)
-            hists = _Histograms(src.height, src.width, options.chip_size)
-            moments = _Moments(len(info.indexes))
-            masked = info.has_mask or info.nodata is not None
-            floating = np.dtype(info.dtype).kind == "f"
+            hists = Histograms(src.height, src.width, options.chip_size)
+            moments = Moments(len(info.indexes))
             for r0 in range(0, src.height, options.band_rows):
                 win = RioWindow(0, r0, src.width, min(options.band_rows, src.height - r0))
                 with raster_errors(image):
                     data = src.read(info.indexes, window=win)
-                    valid = src.dataset_mask(window=win) > 0 if masked else None
-                if floating:
-                    finite = ~np.isnan(data).any(axis=0)
-                    valid = finite if valid is None else valid & finite
+                    valid = _scan_valid(src, data, win, info)
                 moments.add(data, valid)
                 if lsrc is not None:
                     ids = _read_labels(lsrc, label, schema, win, label_encoded, fill)  # type: ignore[arg-type]
                     if valid is not None:
                         ids[~valid] = IGNORE_INDEX
                     hists.add(ids, r0)
-        regions = hists.regions(n)
         return TileRecord(
             stem=stem, image=image, label=label, label_encoded=label_encoded,
             width=src.width, height=src.height, bands=len(info.indexes), dtype=info.dtype,
             crs=info.crs, transform=info.transform, nodata=info.nodata, has_mask=info.has_mask,
             hist=hists.total[:n].copy(), ignored=int(hists.total[IGNORE_INDEX]),
-            stats=moments.stats(), regions=regions,
+            stats=moments.stats(), regions=hists.regions(n), band_indexes=tuple(info.indexes),
         )

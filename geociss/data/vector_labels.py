@@ -129,6 +129,7 @@ class VectorLabels:
             )
         ids = {}
         for value in frame[self.attribute].unique():
+            value = value.item() if isinstance(value, np.generic) else value
             cid = _class_id(value, self.schema)
             if cid is None:
                 raise DataError(
@@ -169,7 +170,7 @@ class VectorLabels:
             frame = self.frame.to_crs(crs)
             self._projected = {crs: frame}
         affine = Affine(*transform[:6])
-        south, west, north, east = array_bounds(height, width, affine)
+        west, south, east, north = array_bounds(height, width, affine)
         hits = np.sort(frame.sindex.query(shapely.box(west, south, east, north)))
         out = np.full((height, width), self.fill, dtype=np.uint8)
         if hits.size:

@@ -1,0 +1,108 @@
+"""``geociss scan``: check an image/label folder and show its tiles, classes and bands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def resolve_schema(ref: str | None, images: Path) -> Any:
+    """The class schema named by ``--schema``, else ``IMAGES/../classes.yaml``, else ``isprs``."""
+    from geociss.data.classes import ClassSchema
+
+    if ref is None:
+        guess = images.absolute().parent / "classes.yaml"
+        return ClassSchema.from_yaml(guess) if guess.is_file() else ClassSchema.preset("isprs")
+    return ClassSchema.load(ref)
+
+
+def render(summary: dict[str, Any], console: Any) -> None:
+    """Print the summary of a catalogue as rich tables."""
+    from rich.table import Table
+
+    size = "x".join(map(str, summary["size_min"]))
+    if summary["size_max"] != summary["size_min"]:
+        size += " to " + "x".join(map(str, summary["size_max"]))
+    crs = summary["crs"] or summary["crs_note"]
+    gsd = "-" if summary["gsd"] is None else "{:g} x {:g}".format(*summary["gsd"])
+    overview = Table(title="tiles", show_header=False)
+    overview.add_column("key", style="bold")
+    overview.add_column("value")
+    for key, value in (
+        ("images", summary["images"]), ("labels", summary["labels"] or "-"),
+        ("tiles", str(summary["tiles"])), ("size (px)", size), ("CRS", crs), ("GSD", gsd),
+        ("bands", f"{summary['bands']} ({summary['dtype']})"),
+    ):
+        overview.add_row(key, value)
+    if "regions" in summary:
+        overview.add_row("regions", f"{summary['regions']} chips of {summary['chip_size']} px")
+    console.print(overview)
+    if summary["labels"] is not None:
+        classes = Table(title="classes")
+        for col in ("id", "class", "pixels", "%"):
+            classes.add_column(col, justify="left" if col == "class" else "right")
+        for c in summary["classes"]:
+            classes.add_row(str(c["id"]), c["name"], f"{c['pixels']:,}", f"{100 * c['share']:.2f}")
+        total = summary["labelled"] + summary["ignored"]
+        share = 100 * summary["ignored"] / total if total else 0.0
+        classes.add_row("255", "(ignored)", f"{summary['ignored']:,}", f"{share:.2f} of all")
+        console.print(classes)
+    bands = Table(title="bands (valid pixels)")
+    for col in ("band", "mean", "std", "min", "max"):
+        bands.add_column(col, justify="right")
+    for b in summary["band_stats"]:
+        bands.add_row(str(b["band"]), *(f"{b[k]:.4g}" for k in ("mean", "std", "min", "max")))
+    console.print(bands)
+
+
+@click.command("scan")
+@click.argument("images", type=click.Path(path_type=Path))
+@click.argument("labels", required=False, type=click.Path(path_type=Path))
+@click.option("--schema", "schema_ref", metavar="PRESET_OR_YAML",
+              help="Class schema: a preset (isprs, isprs-rgb) or a YAML file "
+              "[default: IMAGES/../classes.yaml if present, else isprs].")
+@click.option("--glob", "image_glob", default="*.tif", show_default=True,
+              help="Image file names (case-insensitive; .tif also matches .tiff).")
+@click.option("--label-glob", default=None, help="Label file names [default: same as --glob].")
+@click.option("--label-attribute", default="class", show_default=True,
+              help="Class attribute of vector labels (.gpkg/.shp/.geojson).")
+@click.option("--unlabelled", type=click.Choice(["background", "ignore"]), default="background",
+              show_default=True, help="Vector labels: what pixels outside every polygon are.")
+@click.option("--chip-size", type=click.IntRange(min=1), default=None,
+              help="Also count classes in chips of this many pixels.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
+              help="Write the summary as JSON to this file.")
+@click.option("--no-cache", is_flag=True, help="Ignore and do not write the scan cache.")
+def scan(
+    images: Path, labels: Path | None, schema_ref: str | None, image_glob: str,
+    label_glob: str | None, label_attribute: str, unlabelled: str, chip_size: int | None,
+    json_out: Path | None, no_cache: bool,
+) -> None:
+    """Check a folder of GeoTIFF IMAGES and their LABELS (folder of rasters or polygon file).
+
+    Pairs files by name, reads every pixel once and reports tiles, grid, class shares and band
+    statistics. Problems are reported as one line naming the file (exit status 2).
+    """
+    import json
+
+    from rich.console import Console
+
+    from geociss.data.catalog import Catalog
+    from geociss.io import atomic_write_text
+
+    schema = resolve_schema(schema_ref, images)
+    catalog = Catalog.scan(
+        images, labels, schema, image_glob=image_glob, label_glob=label_glob,
+        label_attribute=label_attribute, unlabelled=unlabelled,  # type: ignore[arg-type]
+        chip_size=chip_size, cache=not no_cache,
+        progress=True,
+    )
+    summary = catalog.summary()
+    if chip_size is not None:
+        summary["chip_size"] = chip_size
+        summary["regions"] = len(catalog.regions())
+    render(summary, Console())
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(summary, indent=2) + "\n")
