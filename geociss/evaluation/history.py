@@ -53,7 +53,9 @@ class StepHistory:
     method: str = ""
     records: list[StepRecord] = field(default_factory=list)
 
-    def add(self, scores: Scores, classes: Sequence[int] | None = None, step: int | None = None) -> StepRecord:
+    def add(
+        self, scores: Scores, classes: Sequence[int] | None = None, step: int | None = None
+    ) -> StepRecord:
         """Append the scores of the next step.
 
         Args:
@@ -79,7 +81,11 @@ class StepHistory:
                 )
         else:
             n_prev = 0
-        chosen = tuple(range(n_prev, scores.num_channels)) if classes is None else tuple(int(c) for c in classes)
+        chosen = (
+            tuple(range(n_prev, scores.num_channels))
+            if classes is None
+            else tuple(int(c) for c in classes)
+        )
         bad = [c for c in chosen if not 0 <= c < scores.num_channels]
         if bad:
             raise ValueError(f"step {step} classes {bad} outside 0..{scores.num_channels - 1}")
@@ -99,7 +105,7 @@ class StepHistory:
         return self.records[-1]
 
     def forgetting(self) -> dict[int, float | None]:
-        """Forgetting per channel learned before the last step (module docstring); {} if < 2 steps."""
+        """Forgetting per channel learned before the last step; {} with fewer than 2 steps."""
         if len(self.records) < 2:
             return {}
         last = self.records[-1].scores
@@ -107,7 +113,8 @@ class StepHistory:
         for record in self.records[:-1]:
             for c in record.classes:
                 earlier = [
-                    float(r.scores.iou[c]) for r in self.records[:-1]
+                    float(r.scores.iou[c])
+                    for r in self.records[:-1]
                     if c < r.scores.num_channels and not np.isnan(r.scores.iou[c])
                 ]
                 now = float(last.iou[c]) if c < last.num_channels else float("nan")
@@ -137,8 +144,12 @@ class StepHistory:
                 {"id": c, "name": names[c], "forgetting": v} for c, v in self.forgetting().items()
             ],
             "steps": [
-                {"step": r.step, "classes": list(r.classes), "class_names": r.class_names,
-                 "scores": r.scores.to_dict()}
+                {
+                    "step": r.step,
+                    "classes": list(r.classes),
+                    "class_names": r.class_names,
+                    "scores": r.scores.to_dict(),
+                }
                 for r in self.records
             ],
         }
@@ -153,11 +164,16 @@ class StepHistory:
         if not isinstance(data, dict) or data.get("kind") != "step_history":
             raise ValueError("not a step history record")
         if data.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"step history schema_version {data.get('schema_version')!r} is not {SCHEMA_VERSION}")
+            raise ValueError(
+                f"step history schema_version {data.get('schema_version')!r}, "
+                f"expected {SCHEMA_VERSION}"
+            )
         history = cls(method=str(data.get("method", "")))
         try:
             for entry in data["steps"]:
-                history.add(Scores.from_dict(entry["scores"]), classes=entry["classes"], step=entry["step"])
+                history.add(
+                    Scores.from_dict(entry["scores"]), classes=entry["classes"], step=entry["step"]
+                )
         except (KeyError, TypeError) as err:
             raise ValueError(f"malformed step history: missing or wrong field {err}") from None
         return history

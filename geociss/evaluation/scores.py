@@ -65,7 +65,9 @@ def _check_channels(name: str, channels: Sequence[int], num: int) -> tuple[int, 
 def _check_confusion(cm: Any) -> np.ndarray:
     arr = np.asarray(cm)
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] == 0:
-        raise ValueError(f"confusion matrix must be square (C, C) with C >= 1, got shape {arr.shape}")
+        raise ValueError(
+            f"confusion matrix must be square (C, C) with C >= 1, got shape {arr.shape}"
+        )
     if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
         raise ValueError(f"confusion matrix must be numeric, got dtype {arr.dtype}")
     if not np.all(np.isfinite(arr)) or np.any(arr < 0) or np.any(arr != np.round(arr)):
@@ -155,7 +157,9 @@ class Scores:
         if both:
             raise ValueError(f"channels {both} are both old and new")
         if absent not in get_args(AbsentRule):
-            raise ValueError(f"absent must be one of {', '.join(get_args(AbsentRule))}, got {absent!r}")
+            raise ValueError(
+                f"absent must be one of {', '.join(get_args(AbsentRule))}, got {absent!r}"
+            )
         if channel_steps is None:
             steps: tuple[int | None, ...] = tuple(0 if i in old else None for i in range(c))
         else:
@@ -178,12 +182,22 @@ class Scores:
         m_old = _subset_mean(iou, in_mean, old)
         m_new = _subset_mean(iou, in_mean, new)
         return cls(
-            confusion=conf, channel_names=names, old_channels=old, new_channels=new,
-            channel_steps=steps, absent=absent, iou=iou,
-            precision=_ratio(tp, pred.astype(np.float64)), recall=_ratio(tp, gt.astype(np.float64)),
-            gt_pixels=gt, pred_pixels=pred, in_mean=in_mean,
+            confusion=conf,
+            channel_names=names,
+            old_channels=old,
+            new_channels=new,
+            channel_steps=steps,
+            absent=absent,
+            iou=iou,
+            precision=_ratio(tp, pred.astype(np.float64)),
+            recall=_ratio(tp, gt.astype(np.float64)),
+            gt_pixels=gt,
+            pred_pixels=pred,
+            in_mean=in_mean,
             pixel_accuracy=float(tp.sum() / total) if total else None,
-            miou_old=m_old, miou_new=m_new, miou_all=_subset_mean(iou, in_mean, old + new),
+            miou_old=m_old,
+            miou_new=m_new,
+            miou_all=_subset_mean(iou, in_mean, old + new),
             hiou=harmonic_mean(m_old, m_new),
         )
 
@@ -208,17 +222,23 @@ class Scores:
 
         Useful for class ranges other than old / new (e.g. IDEC's "1-2 | 3-5" columns).
         """
-        return _subset_mean(self.iou, self.in_mean, _check_channels("channels", channels, self.num_channels))
+        return _subset_mean(
+            self.iou, self.in_mean, _check_channels("channels", channels, self.num_channels)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (no NaN: undefined values are None); :meth:`from_dict` inverts it."""
         channels = [
             {
-                "id": i, "name": self.channel_names[i], "step": self.channel_steps[i],
-                "group": self.group(i), "iou": as_optional_float(self.iou[i]),
+                "id": i,
+                "name": self.channel_names[i],
+                "step": self.channel_steps[i],
+                "group": self.group(i),
+                "iou": as_optional_float(self.iou[i]),
                 "precision": as_optional_float(self.precision[i]),
                 "recall": as_optional_float(self.recall[i]),
-                "gt_pixels": int(self.gt_pixels[i]), "pred_pixels": int(self.pred_pixels[i]),
+                "gt_pixels": int(self.gt_pixels[i]),
+                "pred_pixels": int(self.pred_pixels[i]),
                 "in_mean": bool(self.in_mean[i]),
             }
             for i in range(self.num_channels)
