@@ -138,6 +138,28 @@ class IncrementalMethod(nn.Module):
         """Put the student in training mode, honouring frozen BatchNorm (called every epoch)."""
         model.train()
 
+    def param_groups(
+        self, model: SegmentationModel, lr: float, head_lr_mult: float, weight_decay: float
+    ) -> list[dict[str, Any]]:
+        """Optimiser parameter groups (default: encoder at ``lr``, head at ``lr × head_lr_mult``).
+
+        Frozen parameters are left out. Trainable parameters owned by the method itself (not
+        by the model) join the head group's learning rate.
+        """
+        groups: list[dict[str, Any]] = []
+        parts = (
+            ("backbone", model.backbone_parameters(), lr),
+            ("head", model.head_parameters(), lr * head_lr_mult),
+            ("method", self.parameters(), lr * head_lr_mult),
+        )
+        for name, params, group_lr in parts:
+            trainable = [p for p in params if p.requires_grad]
+            if trainable:
+                groups.append({"params": trainable, "lr": group_lr, "name": name})
+        if not groups:
+            raise RuntimeError("every parameter is frozen: nothing to train")
+        return groups
+
     def prepass(self, teacher: SegmentationModel, batches: Iterable[Mapping[str, Tensor]]) -> None:
         """Look at the step's data with the teacher before training (``needs_prepass``)."""
 

@@ -1,0 +1,138 @@
+"""The experiment config: data, model, scenario, method and training of one ``geociss train`` run.
+
+Written as layered YAML (see :mod:`geociss.config.load`), validated here with messages that
+name the key and what is allowed. Relative data paths are relative to the directory the command
+runs in, as paths given on the command line are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from geociss.config.load import load_config
+from geociss.config.validation import validate_model
+from geociss.data.scenarios import ScenarioConfig
+from geociss.models.config import ModelConfig
+
+
+class DataConfig(BaseModel):
+    """Where the training and validation data are and how they are sampled."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    images: Path = Field(description="Folder of training image GeoTIFFs.")
+    labels: Path = Field(
+        description="Folder of label rasters, or a GeoPackage/Shapefile of polygons."
+    )
+    class_schema: str = Field(
+        default="isprs", alias="schema", description="Class schema: a preset name or a YAML path."
+    )
+    val_images: Path | None = Field(default=None, description="Validation images (default: split).")
+    val_labels: Path | None = Field(default=None, description="Validation labels.")
+    val_fraction: float = Field(
+        default=0.25,
+        ge=0.0,
+        lt=1.0,
+        description="Share of training tiles held out for validation when no val folder is given "
+        "(chosen deterministically by file stem).",
+    )
+    image_glob: str = Field(default="*.tif", description="Glob of image files.")
+    bands: list[int] | None = Field(default=None, description="1-based image bands to use.")
+    label_attribute: str = Field(default="class", description="Class attribute of vector labels.")
+    chip_size: int | None = Field(
+        default=None,
+        ge=16,
+        description="Cut tiles into chips of this size for step data selection (IDEC: 600).",
+    )
+    patch_size: int = Field(default=256, ge=16, description="Training window size in pixels.")
+    batch_size: int = Field(default=8, ge=1, description="Training batch size per device.")
+    samples_per_epoch: int = Field(default=2000, ge=1, description="Random windows per epoch.")
+    num_workers: int = Field(default=2, ge=0, description="DataLoader worker processes.")
+    class_weights: dict[str, float] | None = Field(
+        default=None, description="Class-aware window sampling weights by class name (e.g. car: 4)."
+    )
+    eval_tile: int = Field(default=512, ge=16, description="Sliding-window size for evaluation.")
+    eval_overlap: int = Field(default=64, ge=0, description="Overlap of evaluation windows.")
+
+
+class TrainConfig(BaseModel):
+    """Optimisation and hardware settings (METHODS.md §1.7 for the papers' values)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(default=30, ge=1, description="Epochs of step 0 (and joint).")
+    epochs_incremental: int | None = Field(
+        default=None, ge=1, description="Epochs of steps ≥ 1 (default: same as epochs)."
+    )
+    lr: float = Field(default=0.01, gt=0, description="Learning rate of step 0 (and joint).")
+    lr_incremental: float = Field(default=0.001, gt=0, description="Learning rate of steps ≥ 1.")
+    head_lr_mult: float = Field(
+        default=1.0, gt=0, description="Head (ASPP + classifiers) learning rate × this factor."
+    )
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum (Nesterov).")
+    weight_decay: float = Field(default=1e-4, ge=0, description="SGD weight decay.")
+    poly_power: float = Field(default=0.9, ge=0, description="Poly learning-rate schedule power.")
+    precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = Field(
+        default="auto", description="'auto': bf16-mixed on GPU, 32-bit on CPU."
+    )
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = Field(default="auto")
+    devices: int | Literal["auto"] = Field(default=1, description="Devices per node (DDP if > 1).")
+    num_nodes: int = Field(default=1, ge=1, description="Nodes (multi-node DDP).")
+    seed: int = Field(default=0, description="Seed of sampling, augmentation and initialisation.")
+    channels_last: bool = Field(default=True, description="Use channels_last memory format.")
+    augment: dict[str, Any] = Field(
+        default_factory=dict, description="Augmentation options (flip, rot90, scale, gain, offset)."
+    )
+
+    def epochs_for(self, step: int) -> int:
+        """Epochs of a step."""
+        return self.epochs if step == 0 else (self.epochs_incremental or self.epochs)
+
+    def lr_for(self, step: int) -> float:
+        """Base learning rate of a step."""
+        return self.lr if step == 0 else self.lr_incremental
+
+
+class MethodConfig(BaseModel):
+    """Which method runs the incremental steps, and its hyper-parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="finetune", description="Registered method name (see README).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Method hyper-parameters.")
+
+
+class ExperimentConfig(BaseModel):
+    """One ``geociss train`` run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="experiment", pattern=r"^[A-Za-z0-9._-]+$", description="Run name.")
+    out: Path = Field(default=Path("runs"), description="Parent folder of the run folder.")
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    scenario: ScenarioConfig
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> ExperimentConfig:
+        if self.data.eval_overlap >= self.data.eval_tile:
+            raise ValueError("data.eval_overlap must be smaller than data.eval_tile")
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        """Folder the run writes to: ``out/name``."""
+        return self.out / self.name
+
+
+def load_experiment(
+    path: str | Path, overrides: list[str] | tuple[str, ...] = ()
+) -> ExperimentConfig:
+    """Read, merge and validate an experiment file (errors name the file and the key)."""
+    data = load_config(path, overrides)
+    return validate_model(ExperimentConfig, data, str(path))
