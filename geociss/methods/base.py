@@ -161,7 +161,13 @@ class IncrementalMethod(nn.Module):
         return groups
 
     def prepass(self, teacher: SegmentationModel, batches: Iterable[Mapping[str, Tensor]]) -> None:
-        """Look at the step's data with the teacher before training (``needs_prepass``)."""
+        """Look at the step's data with the teacher before training (``needs_prepass``).
+
+        Args:
+            teacher: the frozen previous-step model (eval mode), on the training device.
+            batches: the step's training batches without augmentation: ``image`` normalised
+                (B, C, H, W) on the teacher's device, ``mask`` (B, H, W) in the step's channels.
+        """
 
     # ---------------------------------------------------------------- training and inference
 
