@@ -103,7 +103,17 @@ def record_for(
     if label is not None:
         with rasterio.open(label) as src:
             raw = src.read(1) if label_encoded or schema.label_bands == 1 else src.read([1, 2, 3])
-        ids = raw.astype(np.uint8) if label_encoded else schema.encode(raw, label)
+            label_nodata = src.nodata
+        nodata_px = np.zeros((height, width), bool)
+        if label_nodata is not None:
+            nodata_px = (raw.reshape(-1, height, width) == label_nodata).all(axis=0)
+        if label_encoded:
+            ids = raw.astype(np.uint8)
+        else:
+            keep = ~nodata_px
+            part = raw[..., keep][..., None]
+            ids[keep] = schema.encode(part, label)[:, 0]
+        ids[nodata_px] = 255
     flat = data.reshape(data.shape[0], -1)
     stats = BandStats(
         count=flat.shape[1],

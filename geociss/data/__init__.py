@@ -1,0 +1,1 @@
+"""Data: class schemas, GeoTIFF catalogues, scenarios, window sampling, sample scenes."""

@@ -29,7 +29,7 @@ from rasterio.windows import Window as RioWindow
 from geociss.cli.main import GDAL_DEFAULTS
 from geociss.data.classes import IGNORE_INDEX, ClassSchema
 from geociss.data.records import TileRecord, Window
-from geociss.errors import DataError
+from geociss.errors import DataError, UnknownLabelValueError
 
 for _key, _value in GDAL_DEFAULTS.items():
     os.environ.setdefault(_key, _value)
@@ -39,16 +39,27 @@ Pixels = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 class _Source:
-    """An open raster plus what the reader needs to know about it, computed once per open."""
+    """An open raster plus what the reader needs to know about it, computed once per open.
 
-    __slots__ = ("height", "indexes", "masked", "nodata", "src", "width")
+    Attributes:
+        read_indexes: ``indexes``, or None when they are all bands in order (rasterio's
+            all-band read is about a third faster than the same bands listed).
+        nodata: the nodata value whose pixels must be found, or None when there is none or
+            (labels) the class schema already maps it to ignore.
+    """
 
-    def __init__(self, src: Any, indexes: list[int]) -> None:
+    __slots__ = (
+        "height", "indexes", "masked", "nodata", "read_indexes", "src", "transform", "width",
+    )
+
+    def __init__(self, src: Any, indexes: list[int], nodata: float | None) -> None:
         self.src = src
         self.indexes = indexes
+        self.read_indexes = None if indexes == list(range(1, src.count + 1)) else indexes
         self.height = int(src.height)
         self.width = int(src.width)
-        self.nodata = src.nodata
+        self.transform = src.transform
+        self.nodata = nodata
         flags = src.mask_flag_enums[indexes[0] - 1]
         self.masked = MaskFlags.per_dataset in flags or MaskFlags.alpha in flags
 
@@ -81,6 +92,10 @@ class WindowReader:
         self.schema = schema
         self.bands = None if bands is None else [int(b) for b in bands]
         self.max_open = max_open
+        self._classes = schema.num_classes
+        # Index labels that already hold class ids (0..N-1, 255 = ignore) need no table look-up:
+        # checking that no other value occurs is about 10x cheaper than ClassSchema.encode.
+        self._identity = _is_identity(schema)
         self._pid: int | None = None
         self._open: OrderedDict[tuple[int, bool], _Source] = OrderedDict()
 
@@ -95,8 +110,8 @@ class WindowReader:
     def _source(self, tile: int, label: bool) -> _Source:
         pid = os.getpid()
         if pid != self._pid:
-            # Handles inherited through fork share file offsets with the parent: abandon them
-            # unclosed (closing could flush shared state) and open this process's own.
+            # Handles inherited through fork share file offsets with the parent: never read
+            # through them; drop them and open this process's own.
             self._open = OrderedDict()
             self._pid = pid
         key = (tile, label)
@@ -125,14 +140,18 @@ class WindowReader:
             if src.count < need:
                 src.close()
                 raise DataError(path, f"label raster has {src.count} band(s), needs {need}")
-            return _Source(src, list(range(1, need + 1)))
+            nodata = src.nodata
+            encoded = record.label_encoded
+            if nodata is not None and _maps_to_ignore(self.schema, nodata, need, encoded):
+                nodata = None
+            return _Source(src, list(range(1, need + 1)), nodata)
         if self.bands is not None:
             if max(self.bands) > src.count:
                 src.close()
                 raise DataError(path, f"has {src.count} band(s); bands {self.bands} requested")
-            return _Source(src, self.bands)
+            return _Source(src, self.bands, src.nodata)
         indexes = [i + 1 for i, ci in enumerate(src.colorinterp) if ci != ColorInterp.alpha]
-        return _Source(src, indexes or [1])
+        return _Source(src, indexes or [1], src.nodata)
 
     def close(self) -> None:
         """Close the handles this process opened (they reopen on the next read)."""
@@ -149,8 +168,13 @@ class WindowReader:
         return source.height, source.width
 
     def transform(self, window: Window) -> Affine:
-        """Affine transform of the window: the raster's transform shifted to its first pixel."""
-        return self._source(window.tile, False).src.window_transform(_rio(window))
+        """Affine transform of the window: the raster's transform shifted to its first pixel.
+
+        Equal to rasterio's ``src.window_transform``, composed with ``@`` in integer offsets.
+        """
+        return self._source(window.tile, False).transform @ Affine.translation(
+            window.col, window.row
+        )
 
     def read(self, window: Window) -> Pixels:
         """Read the image, class mask and validity of one window.
@@ -169,31 +193,67 @@ class WindowReader:
             DataError: a raster cannot be read.
             UnknownLabelValueError: a raw label value is not in the class schema.
         """
-        image, valid = self._read_image(window)
-        mask = self._read_label(window)
-        if not valid.all():
-            mask[~valid] = IGNORE_INDEX
+        image, mask, invalid = self.read_pair(window)
+        valid = np.ones(mask.shape, bool) if invalid is None else ~invalid
         return image, mask, valid
 
-    def _read_image(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        source = self._source(window.tile, False)
-        inner, dst = _clip(window, source.height, source.width)
-        h, w = window.height, window.width
-        if inner is None:
-            return np.zeros((len(source.indexes), h, w), np.float32), np.zeros((h, w), bool)
-        raw = _read(source, source.indexes, inner)
-        invalid = self._invalid(source, raw, inner)
-        image = raw.astype(np.float32, copy=False)
+    def read_pair(
+        self, window: Window, out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Like :meth:`read`, with the invalid pixels instead of the valid ones (the fast path).
+
+        Args:
+            window: the window; it may run past the raster edge (it is padded).
+            out: optional float32 (C, H, W) array the image is written into (and returned),
+                e.g. one slot of a batch: the pixels are converted once, straight into place.
+
+        Returns:
+            ``(image, mask, invalid)`` where ``invalid`` is a bool (H, W) array, or None when
+            every pixel of the window is valid.
+
+        Raises:
+            ValueError: ``out`` has the wrong shape or dtype.
+        """
+        image, invalid = self._read_image(window, out)
+        mask = self._read_label(window)
         if invalid is not None:
-            image[:, invalid] = 0.0  # a fresh array: raw itself when it was float32 already
+            mask[invalid] = IGNORE_INDEX
+        return image, mask, invalid
+
+    def channels(self, tile: int) -> int:
+        """Number of image bands read from a tile."""
+        return len(self._source(tile, False).indexes)
+
+    def _read_image(
+        self, window: Window, out: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        source = self._source(window.tile, False)
+        shape = (len(source.indexes), window.height, window.width)
+        if out is not None and (out.shape != shape or out.dtype != np.float32):
+            raise ValueError(f"out must be a float32 array of shape {shape}, got "
+                             f"{out.dtype} {out.shape}")
+        inner, dst = _clip(window, source.height, source.width)
+        if inner is None:
+            image = np.zeros(shape, np.float32) if out is None else out
+            image.fill(0.0)
+            return image, np.ones(shape[1:], bool)
+        raw = _read(source, inner)
+        invalid = self._invalid(source, raw, inner)
+        if dst is None and out is None:
+            full = image = raw.astype(np.float32, copy=False)  # a fresh array either way
+        else:
+            full = np.empty(shape, np.float32) if out is None else out
+            if dst is not None:
+                full.fill(0.0)
+            image = full if dst is None else full[:, dst[0], dst[1]]
+            np.copyto(image, raw, casting="unsafe")
+        if invalid is not None:
+            image[:, invalid] = 0.0
         if dst is None:
-            valid = np.ones((h, w), bool) if invalid is None else ~invalid
-            return image, valid
-        full = np.zeros((len(source.indexes), h, w), np.float32)
-        valid = np.zeros((h, w), bool)
-        full[:, dst[0], dst[1]] = image
-        valid[dst] = True if invalid is None else ~invalid
-        return full, valid
+            return full, invalid
+        full_invalid = np.ones(shape[1:], bool)
+        full_invalid[dst] = False if invalid is None else invalid
+        return full, full_invalid
 
     @staticmethod
     def _invalid(source: _Source, raw: np.ndarray, inner: RioWindow) -> np.ndarray | None:
@@ -222,7 +282,7 @@ class WindowReader:
         inner, dst = _clip(window, source.height, source.width)
         if inner is None:
             return np.full((h, w), IGNORE_INDEX, np.uint8)
-        raw = _read(source, source.indexes, inner)
+        raw = _read(source, inner)
         labels = self._encode(raw, source, record.label_encoded)
         if dst is None:
             return labels
@@ -243,16 +303,14 @@ class WindowReader:
             return labels
         path = source.src.name
         if nodata is None:
+            if self._identity and raw.dtype == np.uint8 and _ids_only(raw[0], self._classes):
+                return raw[0]
             return self.schema.encode(raw if raw.shape[0] > 1 else raw[0], path)
         labels = np.full(raw.shape[1:], IGNORE_INDEX, np.uint8)
         keep = ~nodata
         values = raw[:, keep][:, :, None]  # (bands, N, 1): encode takes 2-D index or 3-D rgb
         labels[keep] = self.schema.encode(values if values.shape[0] > 1 else values[0], path)[:, 0]
         return labels
-
-
-def _rio(window: Window) -> RioWindow:
-    return RioWindow(window.col, window.row, window.width, window.height)
 
 
 def _clip(
@@ -276,6 +334,40 @@ def _clip(
     return inner, dst
 
 
+def _maps_to_ignore(schema: ClassSchema, nodata: float, bands: int, encoded: bool) -> bool:
+    """True when label pixels equal to ``nodata`` become 255 anyway (no need to look for them)."""
+    if np.isnan(nodata) or nodata != int(nodata) or not 0 <= nodata <= 65535:
+        return False
+    if encoded:
+        return int(nodata) == IGNORE_INDEX
+    if bands == 3 and nodata > 255:
+        return False
+    probe = np.full((bands, 1, 1), int(nodata), np.uint16 if bands == 1 else np.uint8)
+    try:
+        return bool((schema.encode(probe if bands > 1 else probe[0]) == IGNORE_INDEX).all())
+    except UnknownLabelValueError:
+        return False
+
+
+def _is_identity(schema: ClassSchema) -> bool:
+    """True when raw index values 0..N-1 are class ids 0..N-1 and 255 is ignore."""
+    if schema.encoding != "index" or schema.num_classes >= IGNORE_INDEX:
+        return False
+    probe = np.array([*range(schema.num_classes), IGNORE_INDEX], np.uint8)[None]
+    try:
+        return bool((schema.encode(probe) == probe).all())
+    except UnknownLabelValueError:
+        return False
+
+
+def _ids_only(labels: np.ndarray, classes: int) -> bool:
+    """True when every value is a class id below ``classes`` or 255 (uint8 labels)."""
+    top = int(labels.max())
+    if top < classes:
+        return True
+    return top == IGNORE_INDEX and not ((labels >= classes) & (labels != IGNORE_INDEX)).any()
+
+
 def _is_nodata(raw: np.ndarray, nodata: float) -> np.ndarray | None:
     """Pixels whose every band equals ``nodata`` (None when the dtype cannot hold it)."""
     if np.isnan(nodata):
@@ -287,8 +379,8 @@ def _is_nodata(raw: np.ndarray, nodata: float) -> np.ndarray | None:
     return (raw == raw.dtype.type(nodata)).all(axis=0)
 
 
-def _read(source: _Source, indexes: list[int], window: RioWindow) -> np.ndarray:
+def _read(source: _Source, window: RioWindow) -> np.ndarray:
     try:
-        return source.src.read(indexes, window=window)
+        return source.src.read(source.read_indexes, window=window)
     except RasterioError as err:
         raise DataError(source.src.name, f"cannot read window {window} ({err})") from None
