@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Check a GeoTIFF image/label folder and show its classes.",
     ),
     "scenario": ("geociss.cli.scenario", "scenario", "Show the classes and tiles of each step."),
+    "info": ("geociss.cli.info", "info", "Show the classes, history and metrics of a bundle."),
+    "train": ("geociss.cli.train", "train", "Train the steps of a class-incremental scenario."),
 }
 
 # GDAL settings that make many small windowed reads fast (GEO.md §1.7); users may override them.

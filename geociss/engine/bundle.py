@@ -65,8 +65,11 @@ class StepRecord:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping."""
         return {
-            "channels": list(self.channels), "method": self.method,
-            "data_fingerprint": self.data_fingerprint, "metrics": self.metrics, "info": self.info,
+            "channels": list(self.channels),
+            "method": self.method,
+            "data_fingerprint": self.data_fingerprint,
+            "metrics": self.metrics,
+            "info": self.info,
         }
 
     @classmethod
@@ -74,8 +77,10 @@ class StepRecord:
         """Inverse of :meth:`to_dict`."""
         return cls(
             channels=[None if c is None else int(c) for c in data["channels"]],
-            method=str(data.get("method", "")), data_fingerprint=data.get("data_fingerprint"),
-            metrics=dict(data.get("metrics", {})), info=dict(data.get("info", {})),
+            method=str(data.get("method", "")),
+            data_fingerprint=data.get("data_fingerprint"),
+            metrics=dict(data.get("metrics", {})),
+            info=dict(data.get("info", {})),
         )
 
 
@@ -176,8 +181,13 @@ class StepBundle:
 
     @classmethod
     def from_model(
-        cls, model: SegmentationModel, *, schema: ClassSchema, steps: list[StepRecord],
-        extra_tensors: dict[str, torch.Tensor] | None = None, **fields: Any,
+        cls,
+        model: SegmentationModel,
+        *,
+        schema: ClassSchema,
+        steps: list[StepRecord],
+        extra_tensors: dict[str, torch.Tensor] | None = None,
+        **fields: Any,
     ) -> StepBundle:
         """Snapshot ``model`` (weights are copied to CPU) with its class history.
 
@@ -211,8 +221,9 @@ class StepBundle:
         except RuntimeError as err:
             detail = str(err).strip().splitlines()
             raise DataError(
-                self.source, f"weights do not match the model described in the bundle: "
-                f"{' '.join(detail[1:2] or detail[:1])[:300]}"
+                self.source,
+                f"weights do not match the model described in the bundle: "
+                f"{' '.join(detail[1:2] or detail[:1])[:300]}",
             ) from None
         model.config = self.model_config
         return model.eval()
@@ -260,16 +271,15 @@ class StepBundle:
         return cls._from_parts(path, meta, tensors)
 
     @classmethod
-    def _from_parts(
-        cls, path: Path, meta: Any, tensors: dict[str, torch.Tensor]
-    ) -> StepBundle:
+    def _from_parts(cls, path: Path, meta: Any, tensors: dict[str, torch.Tensor]) -> StepBundle:
         if not isinstance(meta, dict):
             raise DataError(path, "corrupt bundle metadata: expected a JSON object")
         version = meta.get("format_version")
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise DataError(
-                path, f"bundle format version {version!r} is not supported by geociss "
-                f"{__version__} (reads versions up to {FORMAT_VERSION}); upgrade geociss"
+                path,
+                f"bundle format version {version!r} is not supported by geociss "
+                f"{__version__} (reads versions up to {FORMAT_VERSION}); upgrade geociss",
             )
         try:
             config = ModelConfig.model_validate(meta["model_config"])
@@ -281,13 +291,17 @@ class StepBundle:
                 state_dict={k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIX)},
                 extra_tensors={
                     k.removeprefix(EXTRA_PREFIX): v
-                    for k, v in tensors.items() if k.startswith(EXTRA_PREFIX)
+                    for k, v in tensors.items()
+                    if k.startswith(EXTRA_PREFIX)
                 },
-                mean=_floats(norm.get("mean")), std=_floats(norm.get("std")),
+                mean=_floats(norm.get("mean")),
+                std=_floats(norm.get("std")),
                 bands=[str(b) for b in meta.get("bands", [])],
                 gsd=None if meta.get("gsd") is None else float(meta["gsd"]),
-                scenario=meta.get("scenario"), created=str(meta.get("created", "")),
-                geociss_version=str(meta.get("geociss_version", "")), format_version=version,
+                scenario=meta.get("scenario"),
+                created=str(meta.get("created", "")),
+                geociss_version=str(meta.get("geociss_version", "")),
+                format_version=version,
                 source=path,
             )
         except ValidationError as err:

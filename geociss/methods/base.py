@@ -124,6 +124,18 @@ class IncrementalMethod(nn.Module):
         """Whether the frozen teacher runs on each batch (default: at every step ≥ 1)."""
         return self.context.incremental
 
+    def step0_key(self) -> dict[str, Any]:
+        """What determines this method's step 0; runs with equal keys share one step-0 model.
+
+        Default: plain cross-entropy with the configured reduction. A method that trains step 0
+        differently (another loss, another head) must return a different key.
+        """
+        return {"loss": "ce", "ce_reduction": self.params.ce_reduction}
+
+    def extra_tensors(self) -> dict[str, Tensor]:
+        """Tensors the method keeps in the step bundle besides the model (default: none)."""
+        return {}
+
     # ---------------------------------------------------------------- model preparation
 
     def init_new_classifier(

@@ -1,0 +1,86 @@
+"""``geociss info``: what a step bundle knows: classes, step history, metrics, model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def bundle_summary(bundle: Any) -> dict[str, Any]:
+    """A JSON-ready description of a step bundle."""
+    names = bundle.channel_names
+    steps = []
+    start = 0
+    for t, record in enumerate(bundle.steps):
+        n = len(record.channels)
+        miou = (record.metrics or {}).get("miou", {})
+        steps.append(
+            {
+                "step": t,
+                "classes": names[start : start + n],
+                "method": record.method,
+                "miou_old": miou.get("old"),
+                "miou_new": miou.get("new"),
+                "miou_all": miou.get("all"),
+            }
+        )
+        start += n
+    return {
+        "file": str(bundle.source) if bundle.source else None,
+        "channels": names,
+        "schema": bundle.schema.name,
+        "background": bundle.schema.names[bundle.schema.background_id]
+        if bundle.schema.background_id is not None
+        else None,
+        "encoder": bundle.model_config.encoder,
+        "bands": bundle.bands,
+        "gsd": bundle.gsd,
+        "mean": bundle.mean,
+        "std": bundle.std,
+        "created": bundle.created,
+        "geociss_version": bundle.geociss_version,
+        "steps": steps,
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+@click.command("info")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def info(bundle: Path, as_json: bool) -> None:
+    """Show the classes, step history and metrics stored in a step BUNDLE (.safetensors)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from geociss.engine.bundle import StepBundle
+
+    summary = bundle_summary(StepBundle.load(bundle))
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+        return
+    console = Console()
+    console.print(
+        f"[bold]{bundle}[/bold]: {len(summary['channels'])} classes, encoder "
+        f"{summary['encoder']}, bands {', '.join(summary['bands']) or '-'}, GSD "
+        f"{summary['gsd'] if summary['gsd'] is not None else '-'} (geociss "
+        f"{summary['geociss_version']}, {summary['created']})"
+    )
+    table = Table(title="class history")
+    for col in ("step", "classes added", "method", "old mIoU", "new mIoU", "all mIoU"):
+        table.add_column(col, justify="right" if "mIoU" in col else "left")
+    for s in summary["steps"]:
+        table.add_row(
+            str(s["step"]),
+            ", ".join(s["classes"]),
+            s["method"] or "-",
+            _pct(s["miou_old"]),
+            _pct(s["miou_new"]),
+            _pct(s["miou_all"]),
+        )
+    console.print(table)

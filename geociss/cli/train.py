@@ -1,0 +1,39 @@
+"""``geociss train``: run the steps of a class-incremental scenario from a config file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("train")
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value, e.g. --set train.epochs=3 (repeatable).",
+)
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def train(config: Path, overrides: tuple[str, ...], no_progress: bool) -> None:
+    """Train steps 0..T of the scenario in CONFIG (YAML), evaluating after each step.
+
+    Writes a run folder (<out>/<name>/) with one bundle, checkpoints, logs, metrics and plots
+    per step, and the history of old/new/all mIoU. Run it again to resume: completed steps
+    whose configuration has not changed are skipped, an interrupted step resumes.
+    """
+    from rich.console import Console
+
+    from geociss.config.experiment import load_experiment
+    from geociss.engine.runner import ScenarioRunner
+    from geociss.evaluation import history_table
+
+    console = Console()
+    cfg = load_experiment(config, list(overrides))
+    runner = ScenarioRunner(cfg, log=console.print, progress=not no_progress)
+    history = runner.run()
+    colors = runner.scenario.channel_colors
+    console.print(history_table(history, colors=colors, title=f"{cfg.name}: mIoU per step"))
+    console.print(f"outputs: {runner.run_dir}")

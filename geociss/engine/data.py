@@ -1,0 +1,155 @@
+"""The data of an experiment: catalogues, train/validation split, normalisation, step loaders."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from geociss.config.experiment import DataConfig
+from geociss.data.catalog import Catalog
+from geociss.data.classes import ClassSchema
+from geociss.data.dataset import Collate, WindowDataset
+from geociss.data.records import BandStats, Region, TileRecord
+from geociss.data.samplers import RandomWindowSampler
+from geociss.data.scenarios import Scenario
+from geociss.errors import DataError
+
+
+def holdout(stem: str, fraction: float) -> bool:
+    """Deterministic train/validation assignment of a tile from its stem (stable across runs)."""
+    digest = hashlib.sha1(stem.encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < fraction
+
+
+@dataclass
+class ExperimentData:
+    """Training and validation tiles of an experiment, with normalisation statistics.
+
+    Attributes:
+        schema: the class schema.
+        train: training catalogue (all of its tiles, before any split).
+        train_tiles: indexes (into ``train.tiles``) of the tiles used for training.
+        val_tiles: the validation tiles.
+        mean: per-band mean of the training tiles.
+        std: per-band standard deviation of the training tiles.
+    """
+
+    schema: ClassSchema
+    train: Catalog
+    train_tiles: list[int]
+    val_tiles: list[TileRecord]
+    mean: list[float]
+    std: list[float]
+
+    @classmethod
+    def load(cls, cfg: DataConfig, schema: ClassSchema, progress: bool = False) -> ExperimentData:
+        """Scan the folders (cached), split off validation tiles, compute normalisation."""
+        kwargs: dict[str, Any] = {
+            "image_glob": cfg.image_glob,
+            "bands": cfg.bands,
+            "label_attribute": cfg.label_attribute,
+            "progress": progress,
+        }
+        train = Catalog.scan(cfg.images, cfg.labels, schema, chip_size=cfg.chip_size, **kwargs)
+        if cfg.val_images is not None:
+            if cfg.val_labels is None:
+                raise DataError(cfg.val_images, "data.val_images is set but data.val_labels is not")
+            val = Catalog.scan(cfg.val_images, cfg.val_labels, schema, **kwargs)
+            train_idx = list(range(len(train.tiles)))
+            val_tiles = list(val.tiles)
+        else:
+            held = [holdout(t.stem, cfg.val_fraction) for t in train.tiles]
+            if cfg.val_fraction > 0 and not any(held) and len(train.tiles) > 1:
+                held[-1] = True  # at least one validation tile when asked for a split
+            if all(held):
+                held[0] = False
+            train_idx = [i for i, h in enumerate(held) if not h]
+            val_tiles = [t for t, h in zip(train.tiles, held, strict=True) if h] or list(
+                train.tiles
+            )
+        stats = BandStats.merge([train.tiles[i].stats for i in train_idx])
+        return cls(schema, train, train_idx, val_tiles, list(stats.mean), list(stats.std))
+
+    def regions(self) -> list[Region]:
+        """Regions of the training tiles (chips when ``data.chip_size`` is set)."""
+        keep = set(self.train_tiles)
+        return [r for r in self.train.regions() if r.tile in keep]
+
+    def step_regions(self, scenario: Scenario, step: int) -> list[Region]:
+        """Training regions of a step (overlap/disjoint selection on the original labels)."""
+        chosen = scenario.select(self.regions(), step)
+        if not chosen:
+            names = ", ".join(scenario.schema.names[c] for c in scenario.steps[step])
+            raise DataError(
+                self.train.images_dir, f"step {step} has no training data: no tile holds {names}"
+            )
+        return chosen
+
+    def fingerprint(self, regions: Sequence[Region]) -> str:
+        """Short hash of the data a step trains on (files, sizes, mtimes, windows)."""
+        h = hashlib.sha256()
+        for r in regions:
+            rec = self.train.tiles[r.tile]
+            h.update(f"{rec.stem}:{rec.fingerprint}:{r.window}".encode())
+        return h.hexdigest()[:16]
+
+
+class StepDataModule(L.LightningDataModule):
+    """Training loader of one step: random windows of the selected regions, labels via a LUT.
+
+    The sampler is built when the loader is requested, with this process's rank and the world
+    size, so each DDP rank draws its own share of the epoch's windows (Lightning's own
+    distributed sampler is disabled by the runner).
+    """
+
+    def __init__(
+        self,
+        tiles: Sequence[TileRecord],
+        schema: ClassSchema,
+        regions: Sequence[Region],
+        lut: np.ndarray,
+        cfg: DataConfig,
+        seed: int,
+    ) -> None:
+        super().__init__()
+        self.tiles, self.schema, self.regions = list(tiles), schema, list(regions)
+        self.lut, self.cfg, self.seed = lut, cfg, seed
+
+    def class_weights(self) -> dict[int, float] | None:
+        """Class-aware sampling weights by class id (config gives them by name)."""
+        if not self.cfg.class_weights:
+            return None
+        return {self.schema.class_id(k): float(v) for k, v in self.cfg.class_weights.items()}
+
+    def train_dataloader(self) -> DataLoader:
+        """Random windows for this rank."""
+        trainer = self.trainer
+        rank = trainer.global_rank if trainer is not None else 0
+        world = trainer.world_size if trainer is not None else 1
+        sampler = RandomWindowSampler(
+            self.regions,
+            self.cfg.patch_size,
+            self.cfg.samples_per_epoch,
+            seed=self.seed,
+            class_weights=self.class_weights(),
+            tiles=self.tiles,
+            rank=rank,
+            world_size=world,
+        )
+        return DataLoader(
+            WindowDataset(self.tiles, self.schema, bands=self.cfg.bands),
+            batch_size=self.cfg.batch_size,
+            sampler=sampler,  # type: ignore[arg-type]
+            collate_fn=Collate(self.lut),
+            num_workers=self.cfg.num_workers,
+            persistent_workers=self.cfg.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=len(sampler) >= self.cfg.batch_size,
+        )

@@ -1,0 +1,337 @@
+"""Run the steps 0..T of a scenario: train, bundle, evaluate, report.
+
+Per step ``t`` the run folder ``<out>/<name>/step<t>/`` receives ``bundle.safetensors`` (the
+model after the step, with its class history), ``checkpoints/last.ckpt`` (resume only), CSV and
+TensorBoard logs, ``metrics.json`` / ``metrics.csv`` and ``confusion.png``. The run folder gets
+``config.yaml`` (resolved), ``history.json`` / ``history.csv`` and ``history.png``.
+
+A step whose bundle exists and whose config hash matches is skipped; an interrupted step
+resumes from its last checkpoint. Step 0 does not depend on the incremental method (unless the
+method changes step 0, as joint training does), so its bundle is cached under
+``<out>/.step0/<hash>/`` and shared by every method's run of the same data, model and scenario.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from geociss.config.experiment import ExperimentConfig
+from geociss.data.classes import ClassSchema
+from geociss.data.scenarios import Scenario
+from geociss.engine.bundle import StepBundle, StepRecord
+from geociss.engine.data import ExperimentData, StepDataModule
+from geociss.engine.evaluate import evaluate_tiles
+from geociss.engine.task import IncrementalStep
+from geociss.engine.trainer import fit_step, prepass_batches
+from geociss.evaluation import Scores, StepHistory
+from geociss.io import atomic_write_text
+from geociss.methods import get_method
+from geociss.methods.base import IncrementalMethod, StepContext
+from geociss.models.segmenter import SegmentationModel
+
+BUNDLE = "bundle.safetensors"
+HARDWARE_KEYS = ("accelerator", "devices", "num_nodes")
+
+
+def training_scenario(scenario: Scenario, method: type[IncrementalMethod]) -> Scenario:
+    """The scenario a method trains on: all steps merged into one for joint training."""
+    if not method.single_step:
+        return scenario
+    merged = [c for s in scenario.steps for c in s]
+    return Scenario(
+        scenario.schema,
+        [merged],
+        unlearned=scenario.unlearned,
+        setting=scenario.setting,
+        future=scenario.future,
+        min_pixels=scenario.min_pixels,
+    )
+
+
+def config_hash(payload: dict[str, Any]) -> str:
+    """Stable short hash of a JSON-able mapping."""
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+class ScenarioRunner:
+    """Train and evaluate every step of an experiment.
+
+    Args:
+        config: the validated experiment.
+        log: where progress messages go (default: print).
+        progress: show Lightning's progress bars.
+    """
+
+    def __init__(
+        self, config: ExperimentConfig, log: Callable[[str], None] = print, progress: bool = True
+    ) -> None:
+        self.config = config
+        self.log = log
+        self.progress = progress
+        self.schema = ClassSchema.load(config.data.class_schema)
+        self.scenario = Scenario.from_config(config.scenario, self.schema)
+        self.method_cls = get_method(config.method.name)
+        self.train_scenario = training_scenario(self.scenario, self.method_cls)
+        self.run_dir = config.run_dir
+        self.data: ExperimentData | None = None
+
+    # ---------------------------------------------------------------- hashing
+
+    def _base_payload(self) -> dict[str, Any]:
+        cfg = self.config.model_dump(mode="json", exclude={"name": True, "out": True})
+        for key in HARDWARE_KEYS:
+            cfg["train"].pop(key, None)
+        cfg["data"].pop("num_workers", None)
+        return cfg
+
+    def step_hash(self, step: int, previous: str | None) -> str:
+        """Hash of everything that determines the result of ``step``."""
+        payload = self._base_payload()
+        if step == 0 and not self.method_cls.single_step:
+            payload.pop("method")
+            payload["step0"] = self._method(0).step0_key()
+            payload["scenario"] = {
+                "channels": self.train_scenario.classes_per_step[:1],
+                "classes": self.train_scenario.steps[0],
+                "setting": self.train_scenario.setting,
+            }
+        return config_hash({"config": payload, "step": step, "previous": previous})
+
+    def _method(self, step: int) -> IncrementalMethod:
+        ctx = StepContext(step, tuple(self.train_scenario.classes_per_step[: step + 1]))
+        return self.method_cls.from_config(self.config.method.params, ctx)
+
+    # ---------------------------------------------------------------- run
+
+    def run(self) -> StepHistory:
+        """Run (or resume) every step; return the per-step scores."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        _write_yaml(self.run_dir / "config.yaml", self.config.model_dump(mode="json"))
+        history = StepHistory(method=self.config.method.name)
+        previous: str | None = None
+        for step in range(self.train_scenario.num_steps):
+            digest = self.step_hash(step, previous)
+            bundle = self.run_step(step, digest)
+            history.add(self.scores_of(bundle, step), step=step)
+            previous = digest
+        self.write_history(history)
+        return history
+
+    def _step_classes(self, step: int) -> list[str]:
+        return [self.schema.names[c] for c in self.train_scenario.steps[step]]
+
+    def step_dir(self, step: int) -> Path:
+        """Folder of a step's outputs."""
+        return self.run_dir / f"step{step}"
+
+    def run_step(self, step: int, digest: str) -> StepBundle:
+        """Train (or reuse) one step and return its bundle."""
+        path = self.step_dir(step) / BUNDLE
+        if path.is_file():
+            bundle = StepBundle.load(path)
+            if bundle.steps[-1].info.get("config_hash") == digest:
+                self.log(f"step {step}: up to date, skipped ({path})")
+                return bundle
+        cache = self.config.out / ".step0" / digest / BUNDLE
+        if step == 0 and not self.method_cls.single_step and cache.is_file():
+            self.log(f"step 0: reusing the shared step-0 model {cache}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cache, path)
+            return StepBundle.load(path)
+        bundle = self.train_step(step, digest)
+        if step == 0 and not self.method_cls.single_step:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, cache)
+        return bundle
+
+    def _data(self) -> ExperimentData:
+        if self.data is None:
+            self.data = ExperimentData.load(self.config.data, self.schema, progress=self.progress)
+        return self.data
+
+    def _models(
+        self, step: int
+    ) -> tuple[SegmentationModel, SegmentationModel | None, StepBundle | None]:
+        counts = self.train_scenario.classes_per_step
+        if step == 0:
+            torch.manual_seed(self.config.train.seed)
+            return SegmentationModel(self.config.model, [counts[0]]), None, None
+        prev = StepBundle.load(self.step_dir(step - 1) / BUNDLE)
+        teacher = prev.build_model()
+        student = copy.deepcopy(teacher)
+        torch.manual_seed(self.config.train.seed + step)
+        student.add_step(counts[step])
+        return student, teacher, prev
+
+    def train_step(self, step: int, digest: str) -> StepBundle:
+        """Train one step from the previous bundle; write its bundle and reports."""
+        cfg, data = self.config, self._data()
+        step_dir = self.step_dir(step)
+        step_dir.mkdir(parents=True, exist_ok=True)
+        student, teacher, prev = self._models(step)
+        method = self._method(step)
+        method.init_new_classifier(student, teacher)
+        method.configure_model(student)
+        regions = data.step_regions(self.train_scenario, step)
+        lut = self.train_scenario.train_lut(step, keep_old=method.keep_old_labels)
+        self.log(
+            f"step {step}: learning {', '.join(self._step_classes(step))} from "
+            f"{len(regions)} region(s) with {cfg.method.name}"
+        )
+        if method.needs_prepass and teacher is not None:
+            device = torch.device(
+                "cuda" if torch.cuda.is_available() and cfg.train.accelerator != "cpu" else "cpu"
+            )
+            method.prepass(
+                teacher.to(device),
+                prepass_batches(
+                    data.train.tiles,
+                    self.schema,
+                    regions,
+                    lut,
+                    cfg.data,
+                    data.mean,
+                    data.std,
+                    device,
+                ),
+            )
+            teacher.to("cpu")
+        module = IncrementalStep(student, teacher, method, cfg.train, data.mean, data.std, step)
+        dm = StepDataModule(
+            data.train.tiles, self.schema, regions, lut, cfg.data, cfg.train.seed + 1000 * step
+        )
+        trainer = fit_step(
+            module, dm, cfg.train, step_dir, cfg.train.epochs_for(step), digest, self.progress
+        )
+        if trainer.is_global_zero:
+            bundle = self._make_bundle(
+                student.cpu(), method, prev, step, digest, data.fingerprint(regions)
+            )
+            scores = self.evaluate(student, method, step)
+            bundle.steps[-1].metrics.update(scores.to_dict())
+            bundle.save(step_dir / BUNDLE)
+            self.write_step_reports(step, scores)
+        trainer.strategy.barrier()
+        return StepBundle.load(step_dir / BUNDLE)
+
+    def _make_bundle(
+        self,
+        model: SegmentationModel,
+        method: IncrementalMethod,
+        prev: StepBundle | None,
+        step: int,
+        digest: str,
+        fingerprint: str,
+    ) -> StepBundle:
+        data = self._data()
+        chans = self.train_scenario.channels
+        new = list(self.train_scenario.new_channels(step))
+        record = StepRecord(
+            channels=[chans[i] for i in new],
+            method=self.config.method.name,
+            data_fingerprint=fingerprint,
+            info={"config_hash": digest, "run": self.config.name},
+        )
+        steps = [*(prev.steps if prev else []), record]
+        bands = [f"band {b}" for b in (self.config.data.bands or range(1, len(data.mean) + 1))]
+        return StepBundle.from_model(
+            model,
+            schema=self.schema,
+            steps=steps,
+            extra_tensors=method.extra_tensors(),
+            mean=data.mean,
+            std=data.std,
+            bands=bands,
+            gsd=_gsd(data),
+            scenario=self.scenario.to_dict(),
+        )
+
+    # ---------------------------------------------------------------- evaluation
+
+    def evaluate(self, model: SegmentationModel, method: IncrementalMethod, step: int) -> Scores:
+        """Scores of ``model`` after ``step`` on the validation tiles (full-tile windows)."""
+        data, cfg = self._data(), self.config.data
+        scen = self.train_scenario
+        device = (
+            "cuda"
+            if torch.cuda.is_available() and self.config.train.accelerator != "cpu"
+            else "cpu"
+        )
+        model = model.to(device)
+        cm = evaluate_tiles(
+            model,
+            method.predict,
+            data.val_tiles,
+            self.schema,
+            scen.eval_lut(step),
+            scen.seen_channels(step),
+            data.mean,
+            data.std,
+            size=cfg.eval_tile,
+            overlap=cfg.eval_overlap,
+            batch_size=max(1, cfg.batch_size // 2),
+            device=device,
+            bands=cfg.bands,
+        )
+        model.to("cpu")
+        return self.scores_from_confusion(cm, step)
+
+    def scores_from_confusion(self, cm: np.ndarray, step: int) -> Scores:
+        """Scores with the old/new split of the ORIGINAL scenario (joint included)."""
+        n = cm.shape[0]
+        old = list(range(min(self.scenario.classes_per_step[0], n)))
+        new = list(range(len(old), n))
+        names = (
+            self.scenario.channel_names[:n]
+            if not self.method_cls.single_step
+            else self.train_scenario.channel_names
+        )
+        return Scores.from_confusion(cm, names, old_channels=old, new_channels=new)
+
+    def scores_of(self, bundle: StepBundle, step: int) -> Scores:
+        """The scores stored in a step's bundle."""
+        return Scores.from_dict(bundle.steps[-1].metrics)
+
+    # ---------------------------------------------------------------- reports
+
+    def write_step_reports(self, step: int, scores: Scores) -> None:
+        """metrics.json / metrics.csv / confusion.png of a step."""
+        from geociss.evaluation import plot_confusion, write_scores_csv, write_scores_json
+
+        d = self.step_dir(step)
+        write_scores_json(d / "metrics.json", scores)
+        write_scores_csv(d / "metrics.csv", scores)
+        plot_confusion(
+            scores.confusion, list(scores.channel_names), d / "confusion.png", title=f"step {step}"
+        )
+
+    def write_history(self, history: StepHistory) -> None:
+        """history.json / history.csv / history.png of the run."""
+        from geociss.evaluation import plot_history, write_scores_csv, write_scores_json
+
+        write_scores_json(self.run_dir / "history.json", history)
+        write_scores_csv(self.run_dir / "history.csv", history)
+        plot_history(history, self.run_dir / "history.png", title=self.config.name)
+
+
+def _gsd(data: ExperimentData) -> float | None:
+    tile = data.train.tiles[0]
+    if tile.crs is None:
+        return None
+    return float(abs(tile.transform[0]))
+
+
+def _write_yaml(path: Path, payload: dict[str, Any]) -> None:
+    import yaml
+
+    atomic_write_text(path, yaml.safe_dump(payload, sort_keys=False, allow_unicode=True))

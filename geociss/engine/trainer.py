@@ -1,0 +1,134 @@
+"""Build the Lightning ``Trainer`` of a step and run the method's pre-pass.
+
+Hardware settings come from the config (``accelerator``, ``devices``, ``num_nodes``,
+``precision``); DDP is Lightning's. Checkpoints (``last.ckpt``) exist to resume an interrupted
+step only; the product of a step is its bundle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from geociss.config.experiment import DataConfig, TrainConfig
+from geociss.data.classes import ClassSchema
+from geociss.data.dataset import Collate, WindowDataset
+from geociss.data.records import Region, TileRecord
+from geociss.data.samplers import GridWindowSampler
+
+
+def resolve_precision(train: TrainConfig) -> str:
+    """``auto`` → bf16 mixed precision on a CUDA device, 32-bit otherwise."""
+    if train.precision != "auto":
+        return train.precision if train.precision != "32" else "32-true"
+    gpu = train.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if gpu else "32-true"
+
+
+def build_trainer(
+    train: TrainConfig, step_dir: Path, epochs: int, progress: bool = True
+) -> L.Trainer:
+    """A Lightning trainer writing logs and ``checkpoints/last.ckpt`` under ``step_dir``."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    loggers: list[Any] = [CSVLogger(step_dir, name="logs", version="")]
+    try:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(step_dir, name="tensorboard", version=""))
+    except (ImportError, ModuleNotFoundError):  # tensorboard is optional at run time
+        pass
+    checkpoint = ModelCheckpoint(
+        dirpath=step_dir / "checkpoints",
+        filename="epoch{epoch}",
+        save_last=True,
+        save_top_k=0,
+        auto_insert_metric_name=False,
+    )
+    devices: Any = train.devices
+    strategy: Any = "auto"
+    if (devices != "auto" and int(devices) > 1) or train.num_nodes > 1:
+        from lightning.pytorch.strategies import DDPStrategy
+
+        strategy = DDPStrategy(find_unused_parameters=True)
+    return L.Trainer(
+        max_epochs=epochs,
+        accelerator=train.accelerator,
+        devices=devices,
+        num_nodes=train.num_nodes,
+        strategy=strategy,
+        precision=resolve_precision(train),  # type: ignore[arg-type]
+        default_root_dir=step_dir,
+        logger=loggers,
+        callbacks=[checkpoint],
+        use_distributed_sampler=False,
+        enable_model_summary=False,
+        enable_progress_bar=progress,
+        log_every_n_steps=10,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
+
+
+def fit_step(
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    train: TrainConfig,
+    step_dir: Path,
+    epochs: int,
+    digest: str,
+    progress: bool = True,
+) -> L.Trainer:
+    """Fit one step, resuming from ``step_dir/checkpoints/last.ckpt`` when its hash matches.
+
+    Checkpoints of another configuration (``checkpoints/config_hash`` differs) are discarded.
+    Returns the trainer (``trainer.is_global_zero`` tells which process writes outputs).
+    """
+    import shutil
+
+    trainer = build_trainer(train, step_dir, epochs, progress)
+    ckpt_dir = step_dir / "checkpoints"
+    ckpt, marker = ckpt_dir / "last.ckpt", ckpt_dir / "config_hash"
+    resume = ckpt.is_file() and marker.is_file() and marker.read_text().strip() == digest
+    if trainer.is_global_zero:
+        if not resume and ckpt_dir.exists():
+            shutil.rmtree(ckpt_dir)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text(digest)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if resume else None)
+    return trainer
+
+
+def prepass_batches(
+    tiles: list[TileRecord],
+    schema: ClassSchema,
+    regions: list[Region],
+    lut: np.ndarray,
+    cfg: DataConfig,
+    mean: list[float],
+    std: list[float],
+    device: torch.device,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """The step's regions as unaugmented, normalised batches (for a method's pre-pass)."""
+    sampler = GridWindowSampler(regions, cfg.patch_size, cfg.patch_size)
+    loader = DataLoader(
+        WindowDataset(tiles, schema, bands=cfg.bands),
+        batch_size=cfg.batch_size,
+        sampler=sampler,  # type: ignore[arg-type]
+        collate_fn=Collate(lut),
+        num_workers=cfg.num_workers,
+    )
+    m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    for batch in loader:
+        yield {
+            "image": (batch["image"].to(device).float() - m) / s,
+            "mask": batch["mask"].to(device),
+        }
