@@ -180,6 +180,8 @@ class ScenarioRunner:
         step_dir.mkdir(parents=True, exist_ok=True)
         student, teacher, prev = self._models(step)
         method = self._method(step)
+        if prev is not None:
+            method.restore(prev.extra_tensors)
         method.init_new_classifier(student, teacher)
         method.configure_model(student)
         regions = data.step_regions(self.train_scenario, step)

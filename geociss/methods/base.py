@@ -136,6 +136,9 @@ class IncrementalMethod(nn.Module):
         """Tensors the method keeps in the step bundle besides the model (default: none)."""
         return {}
 
+    def restore(self, extra: Mapping[str, Tensor]) -> None:
+        """Receive the previous step's :meth:`extra_tensors` (called before classifier init)."""
+
     # ---------------------------------------------------------------- model preparation
 
     def init_new_classifier(
