@@ -31,7 +31,7 @@ from geociss.engine.bundle import StepBundle, StepRecord
 from geociss.engine.data import ExperimentData, StepDataModule
 from geociss.engine.evaluate import evaluate_tiles
 from geociss.engine.task import IncrementalStep
-from geociss.engine.trainer import fit_step, prepass_batches
+from geociss.engine.trainer import fit_step, prepass_batches, resolve_precision
 from geociss.evaluation import Scores, StepHistory
 from geociss.io import atomic_write_text
 from geociss.methods import get_method
@@ -97,6 +97,9 @@ class ScenarioRunner:
     def step_hash(self, step: int, previous: str | None) -> str:
         """Hash of everything that determines the result of ``step``."""
         payload = self._base_payload()
+        if step == 0:
+            payload["train"].pop("lr_incremental", None)
+            payload["train"].pop("epochs_incremental", None)
         if step == 0 and not self.method_cls.single_step:
             payload.pop("method")
             payload["step0"] = self._method(0).step0_key()
@@ -154,6 +157,11 @@ class ScenarioRunner:
             shutil.copyfile(path, cache)
         return bundle
 
+    def _device(self) -> str:
+        """Device of the pre-pass and the evaluation: CUDA when available and not refused."""
+        wanted = self.config.train.accelerator
+        return "cuda" if torch.cuda.is_available() and wanted != "cpu" else "cpu"
+
     def _data(self) -> ExperimentData:
         if self.data is None:
             self.data = ExperimentData.load(self.config.data, self.schema, progress=self.progress)
@@ -187,13 +195,12 @@ class ScenarioRunner:
         regions = data.step_regions(self.train_scenario, step)
         lut = self.train_scenario.train_lut(step, keep_old=method.keep_old_labels)
         self.log(
-            f"step {step}: learning {', '.join(self._step_classes(step))} from "
+            f"step {step}: learning {', '.join(self._step_classes(step))} on {self._device()} "
+            f"({resolve_precision(cfg.train)}) from "
             f"{len(regions)} region(s) with {cfg.method.name}"
         )
         if method.needs_prepass and teacher is not None:
-            device = torch.device(
-                "cuda" if torch.cuda.is_available() and cfg.train.accelerator != "cpu" else "cpu"
-            )
+            device = torch.device(self._device())
             method.prepass(
                 teacher.to(device),
                 prepass_batches(
@@ -264,11 +271,7 @@ class ScenarioRunner:
         """Scores of ``model`` after ``step`` on the validation tiles (full-tile windows)."""
         data, cfg = self._data(), self.config.data
         scen = self.train_scenario
-        device = (
-            "cuda"
-            if torch.cuda.is_available() and self.config.train.accelerator != "cpu"
-            else "cpu"
-        )
+        device = self._device()
         model = model.to(device)
         cm = evaluate_tiles(
             model,
