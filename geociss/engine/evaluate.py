@@ -107,7 +107,8 @@ def evaluate_tiles(
     )
     m = torch.tensor(list(mean), dtype=torch.float32, device=device).view(1, -1, 1, 1)
     s = torch.tensor(list(std), dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    acc = ConfusionAccumulator(num_channels, device=device)
+    # one process evaluates the whole set: no cross-process reduction, even under DDP
+    acc = ConfusionAccumulator(num_channels, device=device, sync=False)
     was_training = model.training
     model.eval()
     autocast = device.type == "cuda"

@@ -58,6 +58,8 @@ class ConfusionAccumulator(Metric):
         num_classes: number of channels ``C`` of the model.
         ignore_index: target value to skip (255), or None to skip nothing.
         device: where the states live (default: CPU; a LightningModule moves them itself).
+        sync: sum the matrices of every process on ``compute()`` under DDP (default); False
+            when one process evaluates the whole set alone.
     """
 
     is_differentiable = False
@@ -72,8 +74,9 @@ class ConfusionAccumulator(Metric):
         num_classes: int,
         ignore_index: int | None = IGNORE_INDEX,
         device: torch.device | str | None = None,
+        sync: bool = True,
     ) -> None:
-        super().__init__(compute_with_cache=False)
+        super().__init__(compute_with_cache=False, sync_on_compute=sync)
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if ignore_index is not None and 0 <= ignore_index < num_classes:
