@@ -40,6 +40,11 @@ class DataConfig(BaseModel):
         "(chosen deterministically by file stem).",
     )
     image_glob: str = Field(default="*.tif", description="Glob of image files.")
+    label_glob: str | None = Field(
+        default=None,
+        description="Glob of label files (default: same as image_glob); the text matched by the "
+        "wildcards pairs images and labels (top_potsdam_*_RGB.tif with top_potsdam_*_label.tif).",
+    )
     bands: list[int] | None = Field(default=None, description="1-based image bands to use.")
     label_attribute: str = Field(default="class", description="Class attribute of vector labels.")
     chip_size: int | None = Field(

@@ -53,6 +53,7 @@ class ExperimentData:
         """Scan the folders (cached), split off validation tiles, compute normalisation."""
         kwargs: dict[str, Any] = {
             "image_glob": cfg.image_glob,
+            "label_glob": cfg.label_glob,
             "bands": cfg.bands,
             "label_attribute": cfg.label_attribute,
             "progress": progress,
