@@ -31,8 +31,12 @@ def render(summary: dict[str, Any], console: Any) -> None:
     overview.add_column("key", style="bold")
     overview.add_column("value")
     for key, value in (
-        ("images", summary["images"]), ("labels", summary["labels"] or "-"),
-        ("tiles", str(summary["tiles"])), ("size (px)", size), ("CRS", crs), ("GSD", gsd),
+        ("images", summary["images"]),
+        ("labels", summary["labels"] or "-"),
+        ("tiles", str(summary["tiles"])),
+        ("size (px)", size),
+        ("CRS", crs),
+        ("GSD", gsd),
         ("bands", f"{summary['bands']} ({summary['dtype']})"),
     ):
         overview.add_row(key, value)
@@ -60,25 +64,59 @@ def render(summary: dict[str, Any], console: Any) -> None:
 @click.command("scan")
 @click.argument("images", type=click.Path(path_type=Path))
 @click.argument("labels", required=False, type=click.Path(path_type=Path))
-@click.option("--schema", "schema_ref", metavar="PRESET_OR_YAML",
-              help="Class schema: a preset (isprs, isprs-rgb) or a YAML file "
-              "[default: IMAGES/../classes.yaml if present, else isprs].")
-@click.option("--glob", "image_glob", default="*.tif", show_default=True,
-              help="Image file names (case-insensitive; .tif also matches .tiff).")
+@click.option(
+    "--schema",
+    "schema_ref",
+    metavar="PRESET_OR_YAML",
+    help="Class schema: a preset (isprs, isprs-rgb) or a YAML file "
+    "[default: IMAGES/../classes.yaml if present, else isprs].",
+)
+@click.option(
+    "--glob",
+    "image_glob",
+    default="*.tif",
+    show_default=True,
+    help="Image file names (case-insensitive; .tif also matches .tiff).",
+)
 @click.option("--label-glob", default=None, help="Label file names [default: same as --glob].")
-@click.option("--label-attribute", default="class", show_default=True,
-              help="Class attribute of vector labels (.gpkg/.shp/.geojson).")
-@click.option("--unlabelled", type=click.Choice(["background", "ignore"]), default="background",
-              show_default=True, help="Vector labels: what pixels outside every polygon are.")
-@click.option("--chip-size", type=click.IntRange(min=1), default=None,
-              help="Also count classes in chips of this many pixels.")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
-              help="Write the summary as JSON to this file.")
+@click.option(
+    "--label-attribute",
+    default="class",
+    show_default=True,
+    help="Class attribute of vector labels (.gpkg/.shp/.geojson).",
+)
+@click.option(
+    "--unlabelled",
+    type=click.Choice(["background", "ignore"]),
+    default="background",
+    show_default=True,
+    help="Vector labels: what pixels outside every polygon are.",
+)
+@click.option(
+    "--chip-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Also count classes in chips of this many pixels.",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the summary as JSON to this file.",
+)
 @click.option("--no-cache", is_flag=True, help="Ignore and do not write the scan cache.")
 def scan(
-    images: Path, labels: Path | None, schema_ref: str | None, image_glob: str,
-    label_glob: str | None, label_attribute: str, unlabelled: str, chip_size: int | None,
-    json_out: Path | None, no_cache: bool,
+    images: Path,
+    labels: Path | None,
+    schema_ref: str | None,
+    image_glob: str,
+    label_glob: str | None,
+    label_attribute: str,
+    unlabelled: str,
+    chip_size: int | None,
+    json_out: Path | None,
+    no_cache: bool,
 ) -> None:
     """Check a folder of GeoTIFF IMAGES and their LABELS (folder of rasters or polygon file).
 
@@ -94,9 +132,15 @@ def scan(
 
     schema = resolve_schema(schema_ref, images)
     catalog = Catalog.scan(
-        images, labels, schema, image_glob=image_glob, label_glob=label_glob,
-        label_attribute=label_attribute, unlabelled=unlabelled,  # type: ignore[arg-type]
-        chip_size=chip_size, cache=not no_cache,
+        images,
+        labels,
+        schema,
+        image_glob=image_glob,
+        label_glob=label_glob,
+        label_attribute=label_attribute,
+        unlabelled=unlabelled,  # type: ignore[arg-type]
+        chip_size=chip_size,
+        cache=not no_cache,
         progress=True,
     )
     summary = catalog.summary()

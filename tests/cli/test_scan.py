@@ -7,9 +7,10 @@ import json
 import numpy as np
 import yaml
 from click.testing import CliRunner
-from fakes import random_pair, write_tif
 
 from geociss.cli.main import cli
+
+from fakes import random_pair, write_tif
 
 
 def run(*args):

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from fakes import random_pair, write_tif
 from rasterio.transform import from_origin
 
 from geociss.data.catalog import Catalog
@@ -15,6 +14,8 @@ from geociss.data.classes import IGNORE_INDEX, ClassSchema
 from geociss.data.tile_scan import ScanOptions, scan_tile, valid_pixels
 from geociss.data.tile_stats import chip_spans
 from geociss.errors import ConfigError, DataError, UnknownLabelValueError
+
+from fakes import random_pair, write_tif
 
 ISPRS = ClassSchema.preset("isprs")
 

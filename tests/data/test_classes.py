@@ -8,7 +8,14 @@ from geociss.errors import ConfigError, UnknownLabelValueError
 
 def test_isprs_preset_in_idec_order():
     s = ClassSchema.preset("isprs")
-    assert s.names == ["impervious surfaces", "building", "low vegetation", "tree", "car", "clutter"]
+    assert s.names == [
+        "impervious surfaces",
+        "building",
+        "low vegetation",
+        "tree",
+        "car",
+        "clutter",
+    ]
     assert s.background_id == 0
     assert s.colors[1] == (0, 0, 255) and s.colors[5] == (255, 0, 0)
     assert s.label_bands == 1
@@ -28,7 +35,9 @@ def test_encode_index_labels():
 
 def test_unknown_index_value_names_file_and_value():
     s = ClassSchema.preset("isprs")
-    with pytest.raises(UnknownLabelValueError, match=r"labels/a\.tif: unknown label value\(s\) 6, 9"):
+    with pytest.raises(
+        UnknownLabelValueError, match=r"labels/a\.tif: unknown label value\(s\) 6, 9"
+    ):
         s.encode(np.array([[6, 9, 0]], dtype=np.uint8), "labels/a.tif")
     with pytest.raises(UnknownLabelValueError, match="-1"):
         s.encode(np.array([[-1, 0]], dtype=np.int16), "x.tif")
@@ -75,7 +84,10 @@ def test_custom_values_and_roundtrip(tmp_path):
     ("mutate", "match"),
     [
         (lambda d: d["classes"][1].update(id=5), r"classes\[1\] \('building'\) has id 5"),
-        (lambda d: d["classes"][1].update(color="blue"), r"classes\[1\]\.color: invalid colour 'blue'"),
+        (
+            lambda d: d["classes"][1].update(color="blue"),
+            r"classes\[1\]\.color: invalid colour 'blue'",
+        ),
         (lambda d: d["classes"][2].update(name="building"), "duplicate class name"),
         (lambda d: d.update(background="sky"), "no class 'sky'"),
         (lambda d: d["classes"][2].update(values=[1]), "mapped twice"),

@@ -8,7 +8,6 @@ import warnings
 
 import numpy as np
 import pytest
-from fakes import random_pair, write_tif
 
 from geociss.data import manifest as manifest_mod
 from geociss.data import tile_scan
@@ -16,6 +15,8 @@ from geociss.data.catalog import Catalog
 from geociss.data.classes import ClassSchema
 from geociss.data.manifest import cache_dir, record_from_dict, record_to_dict
 from geociss.errors import UnknownLabelValueError
+
+from fakes import random_pair, write_tif
 
 ISPRS = ClassSchema.preset("isprs")
 

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
-from fakes import write_tif
 
 from geociss.data.catalog import Catalog
 from geociss.data.classes import IGNORE_INDEX, ClassSchema
 from geociss.errors import ConfigError, DataError
+
+from fakes import write_tif
 
 ISPRS = ClassSchema.preset("isprs")
 X0, Y0 = 368000.0, 5806000.0  # image origin, 1 m pixels, 64 x 64

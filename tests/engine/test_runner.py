@@ -27,20 +27,34 @@ def scenes(root, n=4, size=64):
 
 
 def config(root, method="finetune", **train):
-    return ExperimentConfig.model_validate({
-        "name": f"run-{method}",
-        "out": str(root / "runs"),
-        "data": {
-            "images": str(root / "images"), "labels": str(root / "labels"), "schema": "isprs",
-            "patch_size": 32, "batch_size": 4, "samples_per_epoch": 8, "num_workers": 0,
-            "eval_tile": 32, "eval_overlap": 8, "val_fraction": 0.25,
-        },
-        "model": {"encoder": "tiny", "weights": "none", "aspp_channels": 16, "norm": "group",
-                  "norm_groups": 4},
-        "scenario": {"task": "4-1", "unlearned": ["clutter"]},
-        "method": {"name": method},
-        "train": {"epochs": 1, "accelerator": "cpu", **train},
-    })
+    return ExperimentConfig.model_validate(
+        {
+            "name": f"run-{method}",
+            "out": str(root / "runs"),
+            "data": {
+                "images": str(root / "images"),
+                "labels": str(root / "labels"),
+                "schema": "isprs",
+                "patch_size": 32,
+                "batch_size": 4,
+                "samples_per_epoch": 8,
+                "num_workers": 0,
+                "eval_tile": 32,
+                "eval_overlap": 8,
+                "val_fraction": 0.25,
+            },
+            "model": {
+                "encoder": "tiny",
+                "weights": "none",
+                "aspp_channels": 16,
+                "norm": "group",
+                "norm_groups": 4,
+            },
+            "scenario": {"task": "4-1", "unlearned": ["clutter"]},
+            "method": {"name": method},
+            "train": {"epochs": 1, "accelerator": "cpu", **train},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +76,13 @@ def test_two_step_run_writes_bundles_reports_and_history(data_root):
         assert (d / "logs" / "metrics.csv").is_file()
     bundle = StepBundle.load(run / "step1" / "bundle.safetensors")
     assert bundle.classes_per_step == [4, 1]
-    assert bundle.channel_names == ["impervious surfaces", "building", "low vegetation", "tree", "car"]
+    assert bundle.channel_names == [
+        "impervious surfaces",
+        "building",
+        "low vegetation",
+        "tree",
+        "car",
+    ]
     assert [s.method for s in bundle.steps] == ["finetune", "finetune"]
     assert bundle.steps[1].metrics["new_channels"] == [4]
     assert len(bundle.mean) == 3 and all(s > 0 for s in bundle.std)
