@@ -31,10 +31,34 @@ def resolve_precision(train: TrainConfig) -> str:
     return "bf16-mixed" if gpu else "32-true"
 
 
+def quiet_lightning() -> None:
+    """Silence Lightning's start-up banners and warnings that do not apply to geociss.
+
+    The teacher is deliberately in eval mode during training, and small CPU runs have fewer
+    batches than a logging interval; the remaining messages (tips, device banners) are
+    replaced by geociss's own one-line summary.
+    """
+    import logging
+    import warnings
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    for pattern in (
+        r".*module\(s\) in eval mode at the start of training.*",
+        r".*smaller than the logging interval.*",
+        r".*LeafSpec.*",
+        r".*exists and is not empty.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
 def build_trainer(
-    train: TrainConfig, step_dir: Path, epochs: int, progress: bool = True
+    train: TrainConfig, step_dir: Path, epochs: int, progress: bool = True, batches: int = 10
 ) -> L.Trainer:
-    """A Lightning trainer writing logs and ``checkpoints/last.ckpt`` under ``step_dir``."""
+    """A Lightning trainer writing logs and ``checkpoints/last.ckpt`` under ``step_dir``.
+
+    ``batches`` (per epoch) caps the logging interval so that short CPU runs log too.
+    """
+    quiet_lightning()
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
@@ -71,7 +95,7 @@ def build_trainer(
         use_distributed_sampler=False,
         enable_model_summary=False,
         enable_progress_bar=progress,
-        log_every_n_steps=10,
+        log_every_n_steps=max(1, min(10, batches)),
         num_sanity_val_steps=0,
         limit_val_batches=0,
     )
@@ -93,7 +117,9 @@ def fit_step(
     """
     import shutil
 
-    trainer = build_trainer(train, step_dir, epochs, progress)
+    cfg = getattr(datamodule, "cfg", None)
+    batches = max(1, cfg.samples_per_epoch // max(1, cfg.batch_size)) if cfg is not None else 10
+    trainer = build_trainer(train, step_dir, epochs, progress, batches)
     ckpt_dir = step_dir / "checkpoints"
     ckpt, marker = ckpt_dir / "last.ckpt", ckpt_dir / "config_hash"
     resume = ckpt.is_file() and marker.is_file() and marker.read_text().strip() == digest
