@@ -13,10 +13,10 @@ method changes step 0, as joint training does), so its bundle is cached under
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,10 @@ from geociss.config.experiment import ExperimentConfig
 from geociss.data.classes import ClassSchema
 from geociss.data.scenarios import Scenario
 from geociss.engine.bundle import StepBundle, StepRecord
-from geociss.engine.data import ExperimentData, StepDataModule
+from geociss.engine.data import ExperimentData
 from geociss.engine.evaluate import evaluate_tiles
-from geociss.engine.task import IncrementalStep
-from geociss.engine.trainer import fit_step, prepass_batches, resolve_precision
+from geociss.engine.increment import StepData, grow_student, prepare_step, training_device
+from geociss.engine.trainer import fit_step, resolve_precision
 from geociss.evaluation import Scores, StepHistory
 from geociss.io import atomic_write_text
 from geociss.methods import get_method
@@ -100,13 +100,18 @@ class ScenarioRunner:
         if step == 0:
             payload["train"].pop("lr_incremental", None)
             payload["train"].pop("epochs_incremental", None)
-        if step == 0 and not self.method_cls.single_step:
+        if step == 0:
+            # step 0 depends on the classes it learns, not on the later split of the task, nor
+            # (unless the method trains step 0 its own way) on the incremental method
             payload.pop("method")
             payload["step0"] = self._method(0).step0_key()
+            payload["single_step"] = self.method_cls.single_step
             payload["scenario"] = {
                 "channels": self.train_scenario.classes_per_step[:1],
                 "classes": self.train_scenario.steps[0],
+                "unlearned": self.train_scenario.unlearned,
                 "setting": self.train_scenario.setting,
+                "min_pixels": self.train_scenario.min_pixels,
             }
         return config_hash({"config": payload, "step": step, "previous": previous})
 
@@ -146,21 +151,22 @@ class ScenarioRunner:
                 self.log(f"step {step}: up to date, skipped ({path})")
                 return bundle
         cache = self.config.out / ".step0" / digest / BUNDLE
-        if step == 0 and not self.method_cls.single_step and cache.is_file():
+        if step == 0 and cache.is_file():
             self.log(f"step 0: reusing the shared step-0 model {cache}")
             path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(cache, path)
-            return StepBundle.load(path)
+            bundle = StepBundle.load(path)
+            self.write_step_reports(step, self.scores_of(bundle, step))
+            return bundle
         bundle = self.train_step(step, digest)
-        if step == 0 and not self.method_cls.single_step:
+        if step == 0:
             cache.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, cache)
         return bundle
 
     def _device(self) -> str:
         """Device of the pre-pass and the evaluation: CUDA when available and not refused."""
-        wanted = self.config.train.accelerator
-        return "cuda" if torch.cuda.is_available() and wanted != "cpu" else "cpu"
+        return str(training_device(self.config.train))
 
     def _data(self) -> ExperimentData:
         if self.data is None:
@@ -175,10 +181,7 @@ class ScenarioRunner:
             torch.manual_seed(self.config.train.seed)
             return SegmentationModel(self.config.model, [counts[0]]), None, None
         prev = StepBundle.load(self.step_dir(step - 1) / BUNDLE)
-        teacher = prev.build_model()
-        student = copy.deepcopy(teacher)
-        torch.manual_seed(self.config.train.seed + step)
-        student.add_step(counts[step])
+        student, teacher = grow_student(prev, counts[step], self.config.train.seed + step)
         return student, teacher, prev
 
     def train_step(self, step: int, digest: str) -> StepBundle:
@@ -188,10 +191,6 @@ class ScenarioRunner:
         step_dir.mkdir(parents=True, exist_ok=True)
         student, teacher, prev = self._models(step)
         method = self._method(step)
-        if prev is not None:
-            method.restore(prev.extra_tensors)
-        method.init_new_classifier(student, teacher)
-        method.configure_model(student)
         regions = data.step_regions(self.train_scenario, step)
         lut = self.train_scenario.train_lut(step, keep_old=method.keep_old_labels)
         self.log(
@@ -199,32 +198,35 @@ class ScenarioRunner:
             f"({resolve_precision(cfg.train)}) from "
             f"{len(regions)} region(s) with {cfg.method.name}"
         )
-        if method.needs_prepass and teacher is not None:
-            device = torch.device(self._device())
-            method.prepass(
-                teacher.to(device),
-                prepass_batches(
-                    data.train.tiles,
-                    self.schema,
-                    regions,
-                    lut,
-                    cfg.data,
-                    data.mean,
-                    data.std,
-                    device,
-                ),
-            )
-            teacher.to("cpu")
-        module = IncrementalStep(student, teacher, method, cfg.train, data.mean, data.std, step)
-        dm = StepDataModule(
-            data.train.tiles, self.schema, regions, lut, cfg.data, cfg.train.seed + 1000 * step
+        step_data = StepData(
+            data.train.tiles, self.schema, regions, lut, cfg.data, data.mean, data.std
         )
+        module, dm = prepare_step(
+            student,
+            teacher,
+            method,
+            step_data,
+            cfg.train,
+            step=step,
+            restore=prev.extra_tensors if prev else None,
+        )
+        start = time.perf_counter()
         trainer = fit_step(
             module, dm, cfg.train, step_dir, cfg.train.epochs_for(step), digest, self.progress
         )
+        seconds = time.perf_counter() - start
         if trainer.is_global_zero:
+            self.log(
+                f"step {step}: {trainer.global_step} training steps in {seconds:.0f} s on "
+                f"{trainer.world_size} process(es)"
+            )
             bundle = self._make_bundle(
                 student.cpu(), method, prev, step, digest, data.fingerprint(regions)
+            )
+            bundle.steps[-1].info.update(
+                train_seconds=round(seconds, 2),
+                train_steps=int(trainer.global_step),
+                processes=int(trainer.world_size),
             )
             scores = self.evaluate(student, method, step)
             bundle.steps[-1].metrics.update(scores.to_dict())
@@ -304,8 +306,13 @@ class ScenarioRunner:
         return Scores.from_confusion(cm, names, old_channels=old, new_channels=new)
 
     def scores_of(self, bundle: StepBundle, step: int) -> Scores:
-        """The scores stored in a step's bundle."""
-        return Scores.from_dict(bundle.steps[-1].metrics)
+        """Scores of a step's bundle with this run's old/new split.
+
+        They are recomputed from the stored confusion matrix, because a shared step-0 or joint
+        model serves tasks with different splits.
+        """
+        cm = np.asarray(bundle.steps[-1].metrics["confusion"], dtype=np.int64)
+        return self.scores_from_confusion(cm, step)
 
     # ---------------------------------------------------------------- reports
 

@@ -49,9 +49,6 @@ def test_train_two_cpu_processes(tmp_path):
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert (
-        "distributed_backend=gloo" in proc.stdout + proc.stderr
-        or "world_size" in proc.stdout + proc.stderr
-    )
+    assert "on 2 process(es)" in proc.stdout, proc.stdout[-3000:]
     bundle = StepBundle.load(tmp_path / "runs" / "ddp" / "step1" / "bundle.safetensors")
     assert bundle.classes_per_step == [4, 1]

@@ -115,6 +115,13 @@ def test_step0_shared_between_methods_and_joint_is_single_step(data_root, monkey
     assert joint.classes_per_step == [5]
     assert joint.steps[0].metrics["old_channels"] == [0, 1, 2, 3]  # old/new split of the scenario
     assert not any("reusing the shared step-0" in m for m in logs)  # joint trains its own step 0
+    logs = []
+    other_task = config(data_root, "joint").model_copy(update={"name": "joint-2-2-1"})
+    other_task.scenario.task = "2-2-1"
+    ScenarioRunner(other_task, log=logs.append, progress=False).run()
+    assert any("reusing the shared step-0" in m for m in logs)  # same classes, other split
+    saved = json.loads((other_task.run_dir / "step0" / "metrics.json").read_text())
+    assert saved["old_channels"] == [0, 1]
     import geociss.engine.runner as runner_mod
 
     cfg = config(data_root)

@@ -1,0 +1,236 @@
+"""The method × task benchmark on the sample scenes (or any data set the user points it at).
+
+For each task, every method runs the whole scenario with the same data, model and schedule (step
+0 is trained once per task and shared through the runner's step-0 cache); joint training is the
+ceiling. The table reports old / new / all mIoU after the last step, all-mIoU as a fraction of
+joint, and the seconds of one training step relative to fine-tuning (a micro-benchmark of the
+method's forward + losses + backward on a fixed batch, so that data loading and evaluation do
+not blur the method's own cost).
+
+Method specs are registered names (``mib``) or names of method config fragments in
+``configs/methods/`` (``idec-no-dada``), which set parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "small": {
+        "sample": {"tiles": 8, "size": 640, "seed": 0},
+        "data": {
+            "patch_size": 256,
+            "batch_size": 8,
+            "samples_per_epoch": 384,
+            "num_workers": 2,
+            "class_weights": {"car": 4.0},
+            "eval_tile": 320,
+            "eval_overlap": 32,
+            "val_fraction": 0.25,
+        },
+        "model": {
+            "encoder": "tiny",
+            "weights": "none",
+            "aspp_channels": 64,
+            "norm": "group",
+            "norm_groups": 16,
+        },
+        "train": {
+            "epochs": 8,
+            "epochs_incremental": 4,
+            "lr": 0.01,
+            "lr_incremental": 0.001,
+            "accelerator": "cpu",
+        },
+    },
+    "paper": {
+        "sample": {"tiles": 24, "size": 1536, "seed": 0},
+        "data": {
+            "patch_size": 512,
+            "batch_size": 12,
+            "samples_per_epoch": 2300,
+            "num_workers": 8,
+            "class_weights": {"car": 4.0},
+            "eval_tile": 600,
+            "eval_overlap": 64,
+            "val_fraction": 0.25,
+        },
+        "model": {"encoder": "resnet101", "weights": "imagenet", "output_stride": 16},
+        "train": {"epochs": 30, "lr": 0.01, "lr_incremental": 0.001, "precision": "auto"},
+    },
+}
+
+
+@dataclass
+class BenchRow:
+    """One method on one task."""
+
+    task: str
+    method: str
+    old: float | None
+    new: float | None
+    all: float | None
+    of_joint: float | None = None
+    step_seconds: float | None = None
+    step_vs_finetune: float | None = None
+
+
+def method_config(spec: str, configs: Path | None = None) -> dict[str, Any]:
+    """``{name, params}`` of a method spec (registered name or config fragment name)."""
+    from geociss.config.load import load_config
+    from geociss.methods import get_method
+
+    root = configs or Path(__file__).resolve().parents[1] / "configs"
+    fragment = root / "methods" / f"{spec}.yaml"
+    if fragment.is_file():
+        return dict(load_config(fragment)["method"])
+    get_method(spec)  # raises a clear error listing the registered names
+    return {"name": spec, "params": {}}
+
+
+def experiment(preset: str, task: str, spec: str, data: Path, out: Path) -> Any:
+    """The experiment config of one benchmark cell."""
+    from geociss.config.experiment import ExperimentConfig
+
+    p = copy.deepcopy(PRESETS[preset])
+    p["data"].update(
+        images=str(data / "images"), labels=str(data / "labels"), schema=str(data / "classes.yaml")
+    )
+    return ExperimentConfig.model_validate(
+        {
+            "name": f"{spec}_{preset}_{task}",
+            "out": str(out),
+            "data": p["data"],
+            "model": p["model"],
+            "scenario": {"task": task, "unlearned": ["clutter"], "setting": "overlap"},
+            "method": method_config(spec),
+            "train": p["train"],
+        }
+    )
+
+
+def step_seconds(spec: str, preset: str, repeats: int = 5) -> float:
+    """Median seconds of one training step of a method at step 1 (fixed batch, 4-1 channels)."""
+    import torch
+
+    from geociss.engine.augment import AugmentConfig, BatchAugment
+    from geociss.methods import get_method
+    from geociss.methods.base import StepContext
+    from geociss.models.config import ModelConfig
+    from geociss.models.segmenter import SegmentationModel
+
+    p = PRESETS[preset]
+    cfg = method_config(spec)
+    torch.manual_seed(0)
+    teacher = SegmentationModel(ModelConfig(**{**p["model"], "weights": "none"}), [4]).eval()
+    teacher.requires_grad_(False)
+    student = copy.deepcopy(teacher).train()
+    student.requires_grad_(True)
+    student.add_step(1)
+    method = get_method(cfg["name"]).from_config(cfg.get("params", {}), StepContext(1, (4, 1)))
+    method.init_new_classifier(student, teacher)
+    method.configure_model(student)
+    size, b = p["data"]["patch_size"], p["data"]["batch_size"]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(b, 3, size, size, generator=g)
+    y = torch.randint(0, 5, (b, size, size), generator=g)
+    if method.needs_prepass:
+        method.prepass(teacher, [{"image": x, "mask": y}])
+    opt = torch.optim.SGD([q for q in student.parameters() if q.requires_grad], lr=1e-4)
+    aug = BatchAugment(AugmentConfig())
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        xa, ya = aug(x, y, g)
+        out = student(xa, features=method.student_features())
+        old = None
+        if method.uses_teacher():
+            with torch.no_grad():
+                old = teacher(xa, features=method.teacher_features())
+        loss = sum(method.losses({"image": xa, "mask": ya}, out, old).values())
+        opt.zero_grad()
+        loss.backward()  # type: ignore[union-attr]
+        opt.step()
+        times.append(time.perf_counter() - start)
+    return float(sorted(times[1:])[len(times[1:]) // 2])
+
+
+def run_bench(
+    methods: Sequence[str],
+    tasks: Sequence[str],
+    preset: str,
+    out: Path,
+    data: Path | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = False,
+) -> list[BenchRow]:
+    """Run every (task, method) cell (resumable: finished steps are skipped)."""
+    from geociss.data.synthetic import generate_scenes
+    from geociss.engine.runner import ScenarioRunner
+
+    if data is None:
+        data = out / "sample"
+        if not (data / "classes.yaml").is_file():
+            generate_scenes(data, **PRESETS[preset]["sample"])
+    methods = list(dict.fromkeys(["finetune", *methods, "joint"]))
+    rows: list[BenchRow] = []
+    seconds = {m: step_seconds(m, preset) for m in methods if m != "joint"}
+    for task in tasks:
+        for spec in methods:
+            log(f"bench: {spec} on {task}")
+            runner = ScenarioRunner(
+                experiment(preset, task, spec, data, out / "runs"), log=log, progress=progress
+            )
+            scores = runner.run().last.scores
+            rows.append(
+                BenchRow(
+                    task,
+                    spec,
+                    scores.miou_old,
+                    scores.miou_new,
+                    scores.miou_all,
+                    step_seconds=seconds.get(spec),
+                )
+            )
+    _relative(rows)
+    (out / "bench.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    return rows
+
+
+def _relative(rows: list[BenchRow]) -> None:
+    for task in {r.task for r in rows}:
+        cell = {r.method: r for r in rows if r.task == task}
+        joint, ft = cell.get("joint"), cell.get("finetune")
+        for r in cell.values():
+            if joint and joint.all and r.all is not None:
+                r.of_joint = r.all / joint.all
+            if ft and ft.step_seconds and r.step_seconds:
+                r.step_vs_finetune = r.step_seconds / ft.step_seconds
+
+
+def markdown(rows: Sequence[BenchRow]) -> str:
+    """The results as a markdown table (mIoU in %)."""
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f}"
+
+    def num(v: float | None, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    lines = [
+        "| task | method | old | new | all | all / joint | s/step | vs fine-tune |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.task} | {r.method} | {pct(r.old)} | {pct(r.new)} | {pct(r.all)} | "
+            f"{num(r.of_joint, '.2f')} | {num(r.step_seconds, '.3f')} | "
+            f"{num(r.step_vs_finetune, '.2f')} |"
+        )
+    return "\n".join(lines)

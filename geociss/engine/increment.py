@@ -1,0 +1,410 @@
+"""Train one incremental step: the step engine shared by the runner and ``geociss extend``.
+
+:func:`grow_student` and :func:`prepare_step` are how *every* step is prepared (the
+:class:`~geociss.engine.runner.ScenarioRunner` calls them too): teacher = the previous bundle's
+model, student = its copy with one more classifier, the method initialises the new classifier,
+sets the freezing policy and runs its pre-pass; then :func:`~geociss.engine.trainer.fit_step`
+fits the :class:`~geociss.engine.task.IncrementalStep` on its
+:class:`~geociss.engine.data.StepDataModule`.
+
+:func:`extend_bundle` is the production workflow (DESIGN.md §1): add classes to a trained model
+from a folder (or polygon file) labelled for the **new classes only**:
+
+* label rasters: value ``k`` (1-based) is the k-th new class, or the values given as
+  ``label_values``; 0 is "anything else" (the background of this step, which hides the old
+  classes: the background shift of METHODS.md §1.1); 255 is ignored. Any other value is an error.
+  Polygon files: the class attribute holds new class names (or 1-based numbers); pixels outside
+  every polygon are background.
+* the new classes join the bundle's class schema (appended ids and colours; a schema class the
+  model never learned, such as ISPRS ``car`` after step 0 of a 4-1 run, keeps its id) and get
+  new channels after the old ones (:mod:`geociss.engine.new_classes`); the bundle's history
+  grows by one step.
+* inputs are normalised with the **bundle's** mean/std, not statistics of the new images: the
+  old weights only make sense on inputs scaled as in their training (a warning is logged when
+  the new images look very different). Bands are checked against the bundle.
+* the step trains on tiles holding at least one new-class pixel (MiB's overlap protocol) and
+  is evaluated on held-out tiles of the new data. That data has no old labels, so the
+  evaluation can only score **new classes against everything else**: a prediction of an old
+  class counts as "rest". Old classes need :mod:`geociss.engine.assess` on old labels.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from geociss.config.experiment import DataConfig, MethodConfig, TrainConfig
+from geociss.data.classes import IGNORE_INDEX, ClassSchema
+from geociss.data.records import Region, TileRecord
+from geociss.engine.bundle import StepBundle, StepRecord
+from geociss.engine.new_classes import extend_schema, new_label_schema
+from geociss.errors import ConfigError, DataError, UnknownLabelValueError
+from geociss.evaluation.scores import Scores
+from geociss.methods.base import IncrementalMethod, StepContext
+
+if TYPE_CHECKING:
+    from geociss.engine.data import ExperimentData, StepDataModule
+    from geociss.engine.task import IncrementalStep
+    from geociss.models.segmenter import SegmentationModel
+
+SCOPE = "new classes vs rest, on held-out tiles of the new data; old classes not evaluated"
+"""How the metrics of an ``extend`` step were measured (stored with them)."""
+
+
+@dataclass(frozen=True, eq=False)
+class StepData:
+    """What one step trains on.
+
+    Attributes:
+        tiles: catalogue tiles (``Window.tile`` indexes them).
+        schema: class schema the labels are read with.
+        regions: the step's training regions.
+        lut: class id → training channel (256 entries).
+        cfg: sampling settings (patch size, batch size, windows per epoch, workers, bands).
+        mean: per-band normalisation mean.
+        std: per-band normalisation standard deviation.
+    """
+
+    tiles: Sequence[TileRecord]
+    schema: ClassSchema
+    regions: list[Region]
+    lut: np.ndarray
+    cfg: DataConfig
+    mean: list[float]
+    std: list[float]
+
+
+def training_device(train: TrainConfig) -> torch.device:
+    """Where pre-passes and evaluations run: CUDA when visible unless the config says cpu."""
+    return torch.device(
+        "cuda" if torch.cuda.is_available() and train.accelerator != "cpu" else "cpu"
+    )
+
+
+def grow_student(
+    prev: StepBundle, n_new: int, seed: int
+) -> tuple[SegmentationModel, SegmentationModel]:
+    """Teacher = ``prev``'s model; student = its copy with a classifier for ``n_new`` classes."""
+    teacher = prev.build_model()
+    student = copy.deepcopy(teacher)
+    torch.manual_seed(seed)
+    student.add_step(n_new)
+    return student, teacher
+
+
+def prepare_step(
+    student: SegmentationModel,
+    teacher: SegmentationModel | None,
+    method: IncrementalMethod,
+    data: StepData,
+    train: TrainConfig,
+    *,
+    step: int,
+    restore: Mapping[str, torch.Tensor] | None = None,
+) -> tuple[IncrementalStep, StepDataModule]:
+    """Prepare the student with ``method``; return the step's LightningModule and DataModule.
+
+    In order: ``restore`` hands the previous bundle's method tensors back to the method, the
+    method initialises the new classifier and sets the freezing policy, runs its pre-pass with
+    the teacher (when it needs one). Fit the pair with :func:`~geociss.engine.trainer.fit_step`.
+    """
+    from geociss.engine.data import StepDataModule
+    from geociss.engine.task import IncrementalStep
+    from geociss.engine.trainer import prepass_batches
+
+    if restore is not None:
+        method.restore(restore)
+    method.init_new_classifier(student, teacher)
+    method.configure_model(student)
+    if method.needs_prepass and teacher is not None:
+        device = training_device(train)
+        batches = prepass_batches(
+            list(data.tiles),
+            data.schema,
+            data.regions,
+            data.lut,
+            data.cfg,
+            data.mean,
+            data.std,
+            device,
+        )
+        method.prepass(teacher.to(device), batches)
+        teacher.to("cpu")
+    module = IncrementalStep(student, teacher, method, train, data.mean, data.std, step)
+    dm = StepDataModule(
+        data.tiles, data.schema, data.regions, data.lut, data.cfg, train.seed + 1000 * step
+    )
+    return module, dm
+
+
+# ---------------------------------------------------------------- the extend workflow
+
+
+@dataclass
+class ExtendRequest:
+    """One ``geociss extend`` run.
+
+    Attributes:
+        model: the bundle to extend (never modified).
+        out: where the extended bundle is written.
+        new_classes: names of the classes the labels hold.
+        data: images, labels, sampling and evaluation settings (``data.class_schema`` unused).
+        train: optimisation settings; ``epochs_incremental``/``lr_incremental`` train the step.
+        method: the incremental method and its parameters.
+        colors: ``#rrggbb`` per new class (default: automatic).
+        label_values: raw label value of each new class (default: 1, 2, ...).
+        overwrite: replace ``out`` when it exists.
+        work_dir: keep logs and checkpoints there (resumable); default: a temporary folder.
+    """
+
+    model: Path
+    out: Path
+    new_classes: list[str]
+    data: DataConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    colors: list[str] | None = None
+    label_values: list[int] | None = None
+    overwrite: bool = False
+    work_dir: Path | None = None
+
+
+@dataclass
+class ExtendResult:
+    """What :func:`extend_bundle` produced.
+
+    Attributes:
+        bundle: the extended bundle (written to ``path``).
+        path: the output file.
+        scores: new classes vs rest on the evaluation tiles (channel 0 = rest, in no mean).
+        train_tiles: tiles the step could train on.
+        eval_tiles: tiles it was evaluated on.
+        held_out: False when the evaluation tiles are training tiles (too few tiles).
+    """
+
+    bundle: StepBundle
+    path: Path
+    scores: Scores
+    train_tiles: int
+    eval_tiles: int
+    held_out: bool
+
+
+@dataclass
+class _Plan:
+    """An extend run, validated and resolved before training."""
+
+    req: ExtendRequest
+    bundle: StepBundle
+    schema: ClassSchema  # the extended schema
+    ids: list[int]  # class id of each new class in ``schema``
+    labels: ClassSchema  # how the new-class labels are read
+    method: IncrementalMethod
+    data: ExperimentData
+    regions: list[Region]
+
+    @property
+    def step(self) -> int:
+        return len(self.bundle.steps)
+
+    @property
+    def held_out(self) -> bool:
+        trained = {self.data.train.tiles[i].stem for i in self.data.train_tiles}
+        return not trained & {t.stem for t in self.data.val_tiles}
+
+
+def _check_paths(req: ExtendRequest) -> None:
+    if req.out.exists() and req.model.exists() and req.out.resolve() == req.model.resolve():
+        raise DataError(req.out, "is the input bundle; write the extended model to another file")
+    if req.out.is_dir():
+        raise DataError(req.out, "is a folder; --out must be a .safetensors file path")
+    if req.out.exists() and not req.overwrite:
+        raise DataError(req.out, "already exists; pass --overwrite to replace it")
+
+
+def _load_data(
+    req: ExtendRequest, bundle: StepBundle, schema: ClassSchema, progress: bool
+) -> tuple[ExperimentData, list[Region]]:
+    """Scan the new data (bundle's bands), split it, and pick tiles holding a new class."""
+    from geociss.engine.assess import bundle_bands, check_bands
+    from geociss.engine.data import ExperimentData
+
+    cfg = req.data.model_copy(update={"bands": bundle_bands(bundle)})
+    try:
+        data = ExperimentData.load(cfg, schema, progress=progress)
+    except UnknownLabelValueError as err:
+        known = ", ".join(f"{c.values[0]} = {c.name}" for c in schema.classes[1:])  # type: ignore[index]
+        raise DataError(
+            err.path,
+            f"unknown label value(s) {', '.join(err.values[:8])}; new-class labels hold "
+            f"0 = background, {known}, 255 = ignore (map other values with --label-values)",
+        ) from None
+    check_bands(data.train.tiles, bundle)
+    regions = [r for r in data.regions() if r.hist[1:].sum() > 0]
+    if not regions:
+        hint = "; lower --val-fraction" if req.data.val_fraction > 0 else ""
+        where = data.train.labels or data.train.images_dir
+        raise DataError(where, f"no training tile holds {', '.join(schema.names[1:])}{hint}")
+    return data, regions
+
+
+def _plan(req: ExtendRequest, progress: bool) -> _Plan:
+    """Check every option and input before any training."""
+    from geociss.engine.assess import bundle_normalisation
+    from geociss.methods import get_method
+
+    _check_paths(req)
+    bundle = StepBundle.load(req.model)
+    bundle_normalisation(bundle)  # a bundle without mean/std fails before the data is read
+    method_cls = get_method(req.method.name)
+    if method_cls.single_step:
+        raise ConfigError(
+            f"method {req.method.name!r} trains all classes at once and needs the old data; "
+            "choose an incremental method"
+        )
+    learned = [c for c in bundle.channels if c is not None]
+    schema, ids = extend_schema(bundle.schema, req.new_classes, req.colors, learned)
+    labels = new_label_schema(schema, ids, req.label_values)
+    context = StepContext(len(bundle.steps), (*bundle.classes_per_step, len(ids)))
+    method = method_cls.from_config(req.method.params, context)
+    data, regions = _load_data(req, bundle, labels, progress)
+    return _Plan(req, bundle, schema, ids, labels, method, data, regions)
+
+
+def _digest(plan: _Plan) -> str:
+    """Hash of the input bundle and every setting (resumes a run in the same ``work_dir``)."""
+    req = plan.req
+    h = hashlib.sha256(req.model.read_bytes())
+    payload = {
+        "data": req.data.model_dump(mode="json", exclude={"num_workers"}),
+        "train": req.train.model_dump(mode="json", exclude={"accelerator", "devices"}),
+        "method": req.method.model_dump(mode="json"),
+        "schema": plan.schema.to_dict(),
+        "label_values": req.label_values,
+    }
+    h.update(json.dumps(payload, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def _train(plan: _Plan, mean: list[float], std: list[float], progress: bool) -> SegmentationModel:
+    """Grow the bundle's model by the new classes and fit the step; return the student."""
+    from geociss.engine.trainer import fit_step
+
+    req, step, k = plan.req, plan.step, len(plan.ids)
+    student, teacher = grow_student(plan.bundle, k, req.train.seed + step)
+    old = sum(plan.bundle.classes_per_step)
+    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    lut[: k + 1] = [0, *range(old, old + k)]
+    data = StepData(plan.data.train.tiles, plan.labels, plan.regions, lut, req.data, mean, std)
+    module, dm = prepare_step(
+        student,
+        teacher,
+        plan.method,
+        data,
+        req.train,
+        step=step,
+        restore=plan.bundle.extra_tensors,
+    )
+    with tempfile.TemporaryDirectory(prefix="geociss-extend-") as tmp:
+        step_dir = req.work_dir or Path(tmp)
+        fit_step(
+            module, dm, req.train, step_dir, req.train.epochs_for(step), _digest(plan), progress
+        )
+    return student.cpu().eval()
+
+
+def _extended_bundle(plan: _Plan, student: SegmentationModel, scores: Scores) -> StepBundle:
+    """The output bundle: the student, the extended schema, the history plus this step."""
+    req, bundle, schema = plan.req, plan.bundle, plan.schema
+    scope = SCOPE if plan.held_out else SCOPE.replace("held-out tiles", "the training tiles")
+    info = {
+        "config_hash": _digest(plan),
+        "extended_from": req.model.name,
+        "images": str(req.data.images),
+        "labels": str(req.data.labels),
+        "epochs": req.train.epochs_for(plan.step),
+        "lr": req.train.lr_for(plan.step),
+        "params": req.method.params,
+        "normalisation": "from the extended bundle",
+        "label_values": [int(c.values[0]) for c in plan.labels.classes[1:]],  # type: ignore[index]
+    }
+    record = StepRecord(
+        list(plan.ids),
+        req.method.name,
+        plan.data.fingerprint(plan.regions),
+        {**scores.to_dict(), "scope": scope},
+        info,
+    )
+    steps = [*bundle.steps, record]
+    learned = {c for s in steps for c in s.channels if c is not None}
+    scenario = {
+        **(bundle.scenario or {}),
+        "steps": [[schema.names[c] for c in s.channels if c is not None] for s in steps],
+        "unlearned": [n for i, n in enumerate(schema.names) if i not in learned],
+        "channels": [
+            "background" if c is None else schema.names[c] for s in steps for c in s.channels
+        ],
+        "classes_per_step": [len(s.channels) for s in steps],
+    }
+    return StepBundle.from_model(
+        student,
+        schema=schema,
+        steps=steps,
+        extra_tensors=plan.method.extra_tensors(),
+        mean=bundle.mean,
+        std=bundle.std,
+        bands=list(bundle.bands),
+        gsd=bundle.gsd,
+        scenario=scenario,
+    )
+
+
+def extend_bundle(
+    req: ExtendRequest, log: Callable[[str], None] = print, progress: bool = True
+) -> ExtendResult:
+    """Add ``req.new_classes`` to the bundle ``req.model``; write the result to ``req.out``.
+
+    Raises:
+        ConfigError: bad options (names, colours, label values, method).
+        DataError: unreadable or inconsistent inputs, an existing output without ``overwrite``.
+    """
+    from geociss.engine.assess import bundle_normalisation, new_vs_rest, warn_statistics
+
+    plan = _plan(req, progress)
+    mean, std = bundle_normalisation(plan.bundle)
+    warn_statistics(plan.data.mean, plan.bundle, log)
+    log(
+        f"step {plan.step}: learning {', '.join(plan.labels.names[1:])} from "
+        f"{len(plan.regions)} tile(s) with {req.method.name}; the model knows "
+        f"{', '.join(plan.bundle.channel_names)}"
+    )
+    student = _train(plan, mean, std, progress)
+    scores = new_vs_rest(
+        student,
+        plan.method.predict,
+        plan.data.val_tiles,
+        plan.labels,
+        plan.bundle,
+        plan.step,
+        size=req.data.eval_tile,
+        overlap=req.data.eval_overlap,
+        batch_size=max(1, req.data.batch_size // 2),
+        device=str(training_device(req.train)),
+        progress=progress,
+    )
+    out = _extended_bundle(plan, student, scores)
+    out.save(req.out)
+    out.source = req.out
+    data = plan.data
+    return ExtendResult(
+        out, req.out, scores, len(data.train_tiles), len(data.val_tiles), plan.held_out
+    )
