@@ -27,8 +27,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {
             "patch_size": 256,
             "batch_size": 8,
-            "samples_per_epoch": 384,
-            "num_workers": 2,
+            "samples_per_epoch": 256,
+            "num_workers": 1,
             "class_weights": {"car": 4.0},
             "eval_tile": 320,
             "eval_overlap": 32,
@@ -42,8 +42,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "norm_groups": 16,
         },
         "train": {
-            "epochs": 8,
-            "epochs_incremental": 4,
+            "epochs": 10,
+            "epochs_incremental": 3,
             "lr": 0.01,
             "lr_incremental": 0.001,
             "accelerator": "cpu",
