@@ -34,7 +34,8 @@ def main() -> None:
             f"## Methods on the sample scenes ({args.tasks}; small preset)\n\n"
             f"Command: `{cmd}` ({minutes:.0f} min on this machine). Tiny encoder, CPU, "
             "8 sample scenes of 640 px (6 train, 2 validation), 256 random 256-px windows per "
-            "epoch, 10 epochs at step 0 (and joint) and 3 per incremental step; mIoU in % on full validation tiles after the last step "
+            "epoch, 10 epochs at step 0 (and joint) and 3 per incremental step; "
+            "mIoU in % on full validation tiles after the last step "
             "(old = step-0 classes incl. impervious surfaces, new = classes added later); "
             "s/step = one training step (batch 8, 256 px) of the method at step 1, "
             "vs fine-tune = the same relative to fine-tuning.\n\n" + markdown(rows)
