@@ -36,10 +36,10 @@ class DemoSettings:
         """The quick or the full settings."""
         if quick:
             return DemoSettings(
-                tiles=3, size=192, patch=64, samples=16, epochs=1, epochs_incremental=1, batch=4
+                tiles=5, size=256, patch=64, samples=16, epochs=1, epochs_incremental=1, batch=4
             )
         return DemoSettings(
-            tiles=8, size=640, patch=256, samples=384, epochs=8, epochs_incremental=4, batch=8
+            tiles=6, size=512, patch=256, samples=256, epochs=8, epochs_incremental=4, batch=8
         )
 
 

@@ -69,7 +69,7 @@ class MethodParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ce_reduction: str = Field(
-        default="valid",
+        default="all",
         pattern="^(valid|all)$",
         description="Segmentation-loss reduction: 'valid' (mean over labelled pixels) or 'all' "
         "(mean over all pixels, ignored ones in the denominator, as MiB/PLOP/UCD).",
