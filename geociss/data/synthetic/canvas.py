@@ -52,13 +52,19 @@ class Sun:
 class Patch:
     """A rasterised shape: its bounding box, mask and local coordinates in metres.
 
+    A patch is *boxed* (arrays over its bounding box) or, for long strips over the whole tile,
+    *sparse* (1-D arrays over the flat indices of its pixels), so that textures are computed only
+    where they are painted. Texture code treats both alike: it works element-wise on ``a``,
+    ``b`` and on fields cut out with :meth:`take`.
+
     Attributes:
         rows: row slice of the bounding box.
         cols: column slice of the bounding box.
-        mask: bool (h, w), the pixels inside the shape.
-        a: float32 (h, w), coordinate along the shape's main axis (0 at its centre).
-        b: float32 (h, w), coordinate across it.
+        mask: bool, the pixels inside the shape (same shape as ``a``).
+        a: float32, coordinate along the shape's main axis (0 at its centre).
+        b: float32, coordinate across it.
         angle: angle of the shape's main axis in image axes, radians (x towards y).
+        index: flat pixel indices of a sparse patch, or None for a boxed one.
     """
 
     rows: slice
@@ -67,6 +73,13 @@ class Patch:
     a: np.ndarray
     b: np.ndarray
     angle: float
+    index: np.ndarray | None = None
+
+    def take(self, field: np.ndarray) -> np.ndarray:
+        """The values of a (..., H, W) tile-sized ``field`` over this patch."""
+        if self.index is None:
+            return field[..., self.rows, self.cols]
+        return field.reshape(*field.shape[:-2], -1)[..., self.index]
 
     def image_axes(self) -> tuple[tuple[float, float], tuple[float, float]]:
         """Unit vectors of the local ``a`` and ``b`` axes in image axes (x right, y down)."""
@@ -180,11 +193,16 @@ class Canvas:
         return Patch(rows, cols, mask, a, b, 0.0) if mask.any() else None
 
     def full(self, mask: np.ndarray, u: np.ndarray, v: np.ndarray) -> Patch | None:
-        """A patch over the whole tile (for roads and other long strips)."""
-        if not mask.any():
-            return None
+        """A patch of tile-sized ``mask`` with local coordinates ``u``, ``v`` (roads, strips)."""
         whole = slice(0, self.size)
-        return Patch(whole, whole, mask, u, v, self.angle)
+        if mask.all():
+            return Patch(whole, whole, mask, u, v, self.angle)
+        index = np.flatnonzero(mask)
+        if not len(index):
+            return None
+        flat = np.ones(len(index), dtype=bool)
+        return Patch(whole, whole, flat, u.reshape(-1)[index], v.reshape(-1)[index], self.angle,
+                     index)
 
     def layout_grid(self) -> tuple[np.ndarray, np.ndarray]:
         """Layout-frame coordinates (u, v) in metres of every pixel centre, float32 (size, size)."""
@@ -205,15 +223,27 @@ class Canvas:
         Args:
             patch: where.
             cls: class id written to the label map.
-            colour: surface colour, (4,) or (4, h, w) over the patch box.
-            shade: brightness factor (texture, slope lighting), scalar or (h, w).
-            height: height above ground in metres, scalar or (h, w).
+            colour: surface colour, (4,) or (4, *patch.a.shape).
+            shade: brightness factor (texture, slope lighting), scalar or shaped like ``patch.a``.
+            height: height above ground in metres, scalar or shaped like ``patch.a``.
         """
+        col = np.asarray(colour, dtype=np.float32)
+        if patch.index is not None:
+            idx = patch.index
+            self.label.reshape(-1)[idx] = cls
+            self.height.reshape(-1)[idx] = height
+            self.albedo.reshape(4, -1)[:, idx] = (col if col.ndim == 2 else col[:, None]) * shade
+            return
         m = patch.mask
         box = (patch.rows, patch.cols)
+        if m.all():
+            self.label[box] = cls
+            self.height[box] = height
+            full = col if col.ndim == 3 else col[:, None, None]
+            self.albedo[:, patch.rows, patch.cols] = full * shade
+            return
         self.label[box][m] = cls
         self.height[box][m] = height[m] if isinstance(height, np.ndarray) else height
-        col = np.asarray(colour, dtype=np.float32)
         col = col[:, m] if col.ndim == 3 else col[:, None]
         sh = shade[m] if isinstance(shade, np.ndarray) else np.float32(shade)
         self.albedo[:, patch.rows, patch.cols][:, m] = col * sh

@@ -44,7 +44,7 @@ def value_noise(rng: np.random.Generator, shape: tuple[int, int], cell_px: float
     iy, ty = _axis_weights(h, cell, oy)
     ix, tx = _axis_weights(w, cell, ox)
     rows = grid[iy] * (1.0 - ty)[:, None] + grid[iy + 1] * ty[:, None]
-    field = rows[:, ix] * (1.0 - tx) + rows[:, ix + 1] * tx
+    field = np.ascontiguousarray(rows[:, ix] * (1.0 - tx) + rows[:, ix + 1] * tx)
     field -= field.mean(dtype=np.float64)
     std = float(field.std(dtype=np.float64))
     field /= std if std > 0 else 1.0
