@@ -43,9 +43,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "train": {
             "epochs": 10,
-            "epochs_incremental": 3,
+            "epochs_incremental": 4,
             "lr": 0.01,
-            "lr_incremental": 0.001,
+            "lr_incremental": 0.005,
+            "freeze_norm_incremental": True,
             "accelerator": "cpu",
         },
     },

@@ -87,6 +87,13 @@ class TrainConfig(BaseModel):
     devices: int | Literal["auto"] = Field(default=1, description="Devices per node (DDP if > 1).")
     num_nodes: int = Field(default=1, ge=1, description="Nodes (multi-node DDP).")
     seed: int = Field(default=0, description="Seed of sampling, augmentation and initialisation.")
+    freeze_norm_incremental: bool = Field(
+        default=False,
+        description="Freeze every normalisation layer (BatchNorm statistics and affine weights) "
+        "at steps >= 1, whatever the method. Recommended for small batches: a student whose "
+        "BatchNorm uses batch statistics drifts from the teacher's running statistics, which "
+        "inflates feature distillation (METHODS.md §5.6). DKD and IDEC freeze them anyway.",
+    )
     channels_last: bool = Field(default=True, description="Use channels_last memory format.")
     augment: dict[str, Any] = Field(
         default_factory=dict, description="Augmentation options (flip, rot90, scale, gain, offset)."

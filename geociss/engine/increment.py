@@ -125,6 +125,8 @@ def prepare_step(
         method.restore(restore)
     method.init_new_classifier(student, teacher)
     method.configure_model(student)
+    if step > 0 and train.freeze_norm_incremental:
+        student.freeze("norm")
     if method.needs_prepass and teacher is not None:
         device = training_device(train)
         batches = prepass_batches(

@@ -100,6 +100,7 @@ class ScenarioRunner:
         if step == 0:
             payload["train"].pop("lr_incremental", None)
             payload["train"].pop("epochs_incremental", None)
+            payload["train"].pop("freeze_norm_incremental", None)
         if step == 0:
             # step 0 depends on the classes it learns, not on the later split of the task, nor
             # (unless the method trains step 0 its own way) on the incremental method

@@ -101,6 +101,15 @@ class IncrementalStep(L.LightningModule):
         if not terms:
             raise RuntimeError(f"method {type(self.method).__name__} returned no loss term")
         loss = torch.stack([v.float() for v in terms.values()]).sum()
+        if not torch.isfinite(loss):
+            from geociss.errors import GeocissError
+
+            bad = ", ".join(k for k, v in terms.items() if not torch.isfinite(v)) or "the sum"
+            raise GeocissError(
+                f"step {self.step_index}: the loss became non-finite ({bad}) at training step "
+                f"{self.global_step}; lower train.lr_incremental or the method's loss weights, "
+                "or set train.freeze_norm_incremental: true"
+            )
         bs = x.shape[0]
         for name, value in terms.items():
             self.log(
