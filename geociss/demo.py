@@ -112,16 +112,17 @@ def run_demo(
 
 
 def _map_a_scene(runner: Any, out: Path, log: Callable[[Any], None]) -> list[Path]:
-    """Predict a validation scene with the incremental model, if prediction is available."""
-    try:
-        from geociss.inference.run import predict_files  # type: ignore[attr-defined]
-    except ImportError:
-        return []
+    """Map a validation scene with the incremental model: styled COG, QML, confidence."""
+    from geociss.inference.model import LoadedModel, PredictOptions
+    from geociss.inference.run import predict_many
+
     data = runner._data()
     scene = data.val_tiles[0].image
     bundle = runner.step_dir(runner.train_scenario.num_steps - 1) / "bundle.safetensors"
     log(f"mapping {scene.name} with {bundle}")
-    return list(predict_files(bundle, [scene], out / "maps", confidence=True))
+    opts = PredictOptions(tile=256, overlap=64, batch_size=4, confidence=True, workers=0)
+    results = predict_many([scene], LoadedModel.from_bundle(bundle), opts, out / "maps")
+    return [Path(p) for r in results for p in r.outputs if p.endswith(".tif")]
 
 
 def comparison_rows(scores: dict[str, Any]) -> list[tuple[str, str, str, str]]:

@@ -16,6 +16,8 @@ from geociss import __version__
 
 # command name -> (module, attribute, one-line help shown by `geociss --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "bench": ("geociss.cli.bench", "bench", "Compare methods on tasks: old/new/all mIoU table."),
+    "demo": ("geociss.cli.demo", "demo", "Run the class-incremental story on sample scenes."),
     "sample-data": ("geociss.cli.sample_data", "sample_data", "Write ISPRS-like sample scenes."),
     "scan": (
         "geociss.cli.scan",
@@ -25,6 +27,14 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "scenario": ("geociss.cli.scenario", "scenario", "Show the classes and tiles of each step."),
     "info": ("geociss.cli.info", "info", "Show the classes, history and metrics of a bundle."),
     "train": ("geociss.cli.train", "train", "Train the steps of a class-incremental scenario."),
+    "predict": (
+        "geociss.cli.predict",
+        "predict",
+        "Map rasters of any size into QGIS-ready GeoTIFFs.",
+    ),
+    "extend": ("geociss.cli.extend", "extend", "Add classes from new-class labels only."),
+    "evaluate": ("geociss.cli.evaluate", "evaluate", "Per-class IoU, mIoU, confusion of a model."),
+    "export": ("geociss.cli.export", "export", "Export a bundle (ONNX for QGIS Deepness)."),
 }
 
 # GDAL settings that make many small windowed reads fast (GEO.md §1.7); users may override them.

@@ -13,8 +13,9 @@ The engine, by stage:
   :mod:`~geociss.inference.distributed`: the same across processes;
   :mod:`~geociss.inference.dryrun`: the plan without predicting.
 
-The output side (COG, styles, polygons) is :mod:`~geociss.inference.outputs`,
-:mod:`~geociss.inference.qml` and :mod:`~geociss.inference.vectors`.
+The output side (COG, styles, polygons, ONNX) is :mod:`~geociss.inference.outputs`,
+:mod:`~geociss.inference.qml`, :mod:`~geociss.inference.vectors` and
+:mod:`~geociss.inference.onnx_export`.
 
 Importing this package is cheap; the modules import torch and rasterio themselves.
 """

@@ -1,0 +1,192 @@
+"""``predict --devices N``: share the inputs across N processes (torch.distributed, gloo).
+
+N processes are spawned (one per GPU when there are GPUs, each on ``cuda:<rank>``; else CPU
+processes sharing the cores). The process group is gloo in both cases: it carries only barriers
+and small Python objects, never tensors.
+
+* **At least N inputs:** the files are sharded, largest first onto the least loaded rank; each
+  rank predicts and publishes its own files exactly as a single process would.
+* **Fewer inputs than ranks:** each raster is shared. Its rows are cut into N block-aligned row
+  ranges (:func:`geociss.inference.plan.plan_parts`); rank ``r`` streams range ``r`` into its own
+  partial files (``<out>.partial.rank<r>``, with their own resume sidecar). After a barrier,
+  rank 0 merges the ranges into the raster's partial, block row by block row (memory bounded by
+  one block row), and publishes it. Batches are cut the same way as in a single process
+  (:mod:`geociss.inference.stream`), so the output is byte-identical to a one-process run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import rasterio
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.windows import Window as RioWindow
+
+from geociss.errors import GeocissError
+from geociss.inference.model import LoadedModel, PredictOptions
+from geociss.inference.outputs import BLOCK_SIZE
+from geociss.inference.resume import finished
+from geociss.inference.run import (
+    FileResult,
+    Job,
+    bound_heap_growth,
+    compute,
+    gdal_env,
+    predict_one,
+    prepare,
+    publish,
+)
+
+
+def predict_distributed(
+    files: list[Path], model: LoadedModel, opts: PredictOptions, out_dir: Path
+) -> list[FileResult]:
+    """Predict ``files`` with ``opts.devices`` processes; one result per file, in order."""
+    world = opts.devices
+    payload: LoadedModel | Path = model.source if model.source is not None else model
+    with tempfile.TemporaryDirectory(prefix="geociss-predict-") as tmp:
+        results = Path(tmp) / "results.json"
+        mp.start_processes(
+            _rank_main, args=(world, Path(tmp) / "rendezvous", payload, files, opts, out_dir,
+                              results),
+            nprocs=world, start_method="spawn", join=True,
+        )
+        rows = json.loads(results.read_text(encoding="utf-8"))
+    return [FileResult(**r) for r in rows]
+
+
+def _rank_main(
+    rank: int, world: int, rendezvous: Path, payload: LoadedModel | Path, files: list[Path],
+    opts: PredictOptions, out_dir: Path, results: Path,
+) -> None:
+    """Body of one rank: join the group, predict its share, gather the results on rank 0."""
+    dist.init_process_group(
+        "gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world
+    )
+    try:
+        cores = os.cpu_count() or 1
+        torch.set_num_threads(max(1, cores // world))
+        if opts.workers is None:
+            opts = dataclasses.replace(opts, workers=max(0, min(4, cores // world - 1)))
+        cuda = torch.cuda.is_available() and torch.cuda.device_count() > 0
+        device = f"cuda:{rank % torch.cuda.device_count()}" if cuda else "cpu"
+        model = LoadedModel.from_bundle(payload) if isinstance(payload, Path) else payload
+        predictor = model.predictor(opts, device=device)
+        batch = model.batch_size(opts, predictor)
+        bound_heap_growth()
+        local: dict[str, FileResult] = {}
+        with gdal_env():
+            if len(files) >= world:
+                for path in _shard(files, world)[rank]:
+                    local[str(path)] = predict_one(path, model, predictor, opts, out_dir, batch)
+            else:
+                for path in files:
+                    result = _shared_file(
+                        path, model, predictor, opts, out_dir, batch, rank, world
+                    )
+                    if result is not None:
+                        local[str(path)] = result
+        gathered: list[Any] = [None] * world
+        dist.all_gather_object(gathered, local)
+        if rank == 0:
+            merged = {k: v for part in gathered for k, v in part.items()}
+            rows = [dataclasses.asdict(merged[str(p)]) for p in files]
+            results.write_text(json.dumps(rows), encoding="utf-8")
+    finally:
+        dist.destroy_process_group()
+
+
+def _shard(files: list[Path], world: int) -> list[list[Path]]:
+    """Files per rank: largest first onto the least loaded rank (file size as the load)."""
+    loads = [0] * world
+    shards: list[list[Path]] = [[] for _ in range(world)]
+    for path in sorted(files, key=lambda p: -_size(p)):
+        r = loads.index(min(loads))
+        shards[r].append(path)
+        loads[r] += max(_size(path), 1)
+    order = {p: i for i, p in enumerate(files)}
+    return [sorted(s, key=order.__getitem__) for s in shards]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _shared_file(
+    path: Path, model: LoadedModel, predictor: Any, opts: PredictOptions, out_dir: Path,
+    batch: int, rank: int, world: int,
+) -> FileResult | None:
+    """Predict one raster with every rank; rank 0 returns the result, the others None."""
+    start = time.perf_counter()
+    job: Job | None = None
+    error, tiles, skipped = "", 0, 0
+    try:
+        job = prepare(path, model, opts, out_dir, row_pieces=world)
+    except GeocissError as err:
+        error = str(err)
+    done = job is not None and finished(job.outs.sidecar, job.digest)
+    if job is not None and not done and rank < len(job.parts):
+        try:
+            stats = compute(job, model, predictor, opts, batch, piece=rank, tag=f".rank{rank}")
+            tiles, skipped = stats.tiles, stats.skipped
+        except GeocissError as err:
+            error = str(err)
+    outcomes: list[Any] = [None] * world
+    dist.all_gather_object(outcomes, (error, tiles, skipped))
+    result = None
+    if rank == 0:
+        errors = [e for e, _, _ in outcomes if e]
+        if done:
+            result = FileResult(str(path), "skipped", outputs=[str(p) for p in job.outs.files()])
+        elif errors:
+            result = FileResult(str(path), "failed", errors[0])
+        else:
+            assert job is not None
+            try:
+                _merge(job, model)
+                files = publish(job, model, opts)
+                result = FileResult(
+                    str(path), "written", tiles=sum(o[1] for o in outcomes),
+                    skipped_tiles=sum(o[2] for o in outcomes),
+                    outputs=[str(p) for p in files],
+                )
+            except GeocissError as err:
+                result = FileResult(str(path), "failed", str(err))
+        result.seconds = time.perf_counter() - start
+    dist.barrier()
+    return result
+
+
+def _merge(job: Job, model: LoadedModel) -> None:
+    """Copy each rank's row ranges into the raster's partial files; remove the rank files."""
+    profiles = job.profiles(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        for kind, target in job.outs.partials().items():
+            with rasterio.open(target, "w", **profiles[kind], SPARSE_OK="TRUE") as dst:
+                for piece, parts in enumerate(job.parts):
+                    source = job.outs.partials(f".rank{piece}")[kind]
+                    with rasterio.open(source) as src:
+                        for part in parts:
+                            for y in range(part.y0, part.y1, BLOCK_SIZE):
+                                win = RioWindow(part.x0, y, part.x1 - part.x0,
+                                                min(BLOCK_SIZE, part.y1 - y))
+                                dst.write(src.read(window=win), window=win)
+    for piece in range(len(job.parts)):
+        tag = f".rank{piece}"
+        for path in job.outs.partials(tag).values():
+            path.unlink(missing_ok=True)
+        job.outs.rank_sidecar(tag).unlink(missing_ok=True)

@@ -1,0 +1,29 @@
+"""The README's main job, `geociss demo`, end to end in its quick mode."""
+
+from click.testing import CliRunner
+
+from geociss.cli.main import cli
+from geociss.engine.bundle import StepBundle
+
+
+def test_demo_quick(tmp_path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(
+        cli, ["demo", "--out", str(out), "--quick", "--workers", "0", "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "finetune" in result.output and "mib" in result.output
+    for method in ("finetune", "mib"):
+        bundle = StepBundle.load(out / "runs" / f"{method}-4-1" / "step1" / "bundle.safetensors")
+        assert bundle.channel_names[-1] == "car"
+        assert (out / "runs" / f"{method}-4-1" / "history.png").is_file()
+    maps = sorted(p.name for p in (out / "maps").iterdir())
+    assert any(n.endswith("_classes.tif") for n in maps)
+    assert any(n.endswith("_classes.qml") for n in maps)
+    assert "QGIS" in result.output
+
+
+def test_demo_rejects_unknown_method(tmp_path):
+    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path), "--method", "nope"])
+    assert result.exit_code == 2
+    assert "unknown method 'nope'" in result.output
