@@ -80,6 +80,7 @@ class BenchRow:
     of_joint: float | None = None
     step_seconds: float | None = None
     step_vs_finetune: float | None = None
+    note: str = ""
 
 
 def method_config(spec: str, configs: Path | None = None) -> dict[str, Any]:
@@ -174,6 +175,7 @@ def run_bench(
     """Run every (task, method) cell (resumable: finished steps are skipped)."""
     from geociss.data.synthetic import generate_scenes
     from geociss.engine.runner import ScenarioRunner
+    from geociss.errors import GeocissError
 
     if data is None:
         data = out / "sample"
@@ -188,7 +190,12 @@ def run_bench(
             runner = ScenarioRunner(
                 experiment(preset, task, spec, data, out / "runs"), log=log, progress=progress
             )
-            scores = runner.run().last.scores
+            try:
+                scores = runner.run().last.scores
+            except GeocissError as err:  # a diverging method is a result, not a crash
+                log(f"bench: {spec} on {task} failed: {err}")
+                rows.append(BenchRow(task, spec, None, None, None, note="diverged"))
+                continue
             rows.append(
                 BenchRow(
                     task,
@@ -230,7 +237,7 @@ def markdown(rows: Sequence[BenchRow]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r.task} | {r.method} | {pct(r.old)} | {pct(r.new)} | {pct(r.all)} | "
+            f"| {r.task} | {r.method}{' (' + r.note + ')' if r.note else ''} | {pct(r.old)} | {pct(r.new)} | {pct(r.all)} | "
             f"{num(r.of_joint, '.2f')} | {num(r.step_seconds, '.3f')} | "
             f"{num(r.step_vs_finetune, '.2f')} |"
         )
