@@ -237,7 +237,8 @@ def markdown(rows: Sequence[BenchRow]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r.task} | {r.method}{' (' + r.note + ')' if r.note else ''} | {pct(r.old)} | {pct(r.new)} | {pct(r.all)} | "
+            f"| {r.task} | {r.method}{f' ({r.note})' if r.note else ''} | "
+            f"{pct(r.old)} | {pct(r.new)} | {pct(r.all)} | "
             f"{num(r.of_joint, '.2f')} | {num(r.step_seconds, '.3f')} | "
             f"{num(r.step_vs_finetune, '.2f')} |"
         )
