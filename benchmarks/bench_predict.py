@@ -13,7 +13,9 @@ reports:
 * **bare**: the model alone (``model(x)`` under ``inference_mode``) on the same number of tiles
   and the same batch size, on a tensor already in memory;
 * **peak RSS**: ``VmHWM`` of the process (the reader worker's peak is reported apart), and the
-  resident size after the imports and the model load, before predicting.
+  resident size after the imports and the model load, before predicting. Memory does not grow
+  with the height; it grows with the width up to the row-band budget, so the 32768² raster is
+  run a second time with a 32 MiB budget (column groups) to show the cap.
 
 The model is deliberately tiny (a 3x3 conv to 8 channels, ReLU, a 1x1 conv to 3 classes) so
 that the 32k² case finishes in minutes on a CPU; the ratio bare/predict is then a measure of
@@ -44,6 +46,7 @@ from benchmarks._report import update_section
 
 SIZES = (4096, 16384, 32768)
 TILE, OVERLAP, BATCH = 512, 128, 4
+DEFAULT_MB, SMALL_MB = 256, 32
 CACHE = Path(os.environ.get("GEOCISS_BENCH_DIR", Path(tempfile.gettempdir()) / "geociss-bench"))
 
 
@@ -94,7 +97,7 @@ def _status(key: str) -> int:
     return 0
 
 
-def child(size: int, kind: str) -> dict[str, float]:
+def child(size: int, kind: str, buffer_mb: int) -> dict[str, float]:
     """One case, in this (fresh) process; returns the measurements."""
     from geociss.inference.grid import TileGrid
     from geociss.inference.model import LoadedModel, PredictOptions
@@ -105,7 +108,7 @@ def child(size: int, kind: str) -> dict[str, float]:
     net = build_net(kind)
     style = ClassStyle(["a", "b", "c"], [(255, 0, 0), (0, 255, 0), (0, 0, 255)])
     model = LoadedModel(net, 3, 3, style, mean=[127.0] * 3, std=[64.0] * 3, key=kind, name=kind)
-    opts = PredictOptions(tile=TILE, overlap=OVERLAP, batch_size=BATCH)
+    opts = PredictOptions(tile=TILE, overlap=OVERLAP, batch_size=BATCH, buffer_mb=buffer_mb)
     baseline = _status("VmRSS")
     with tempfile.TemporaryDirectory(dir=CACHE) as out:
         import geociss.inference.run as run_module
@@ -135,15 +138,17 @@ def child(size: int, kind: str) -> dict[str, float]:
             net(x)
     bare = time.perf_counter() - start
     return {
-        "size": size, "model": kind, "tiles": tiles, "predict_s": total - spent["publish"],
+        "size": size, "model": kind, "buffer_mb": buffer_mb, "tiles": tiles,
+        "predict_s": total - spent["publish"],
         "publish_s": spent["publish"], "bare_s": bare, "peak": peak, "baseline": baseline,
         "worker_peak": workers,
     }
 
 
-def run_case(size: int, kind: str) -> dict[str, float]:
+def run_case(size: int, kind: str, buffer_mb: int) -> dict[str, float]:
     """Run :func:`child` in a fresh interpreter (clean peak-memory counters)."""
-    cmd = [sys.executable, "-m", "benchmarks.bench_predict", "--child", str(size), kind]
+    cmd = [sys.executable, "-m", "benchmarks.bench_predict", "--child", str(size), kind,
+           str(buffer_mb)]
     env = {"THP_MEM_ALLOC_ENABLE": "1", **os.environ}  # as `geociss predict` sets it
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -153,14 +158,16 @@ def table(rows: list[dict[str, float]]) -> str:
     """The markdown table of the measured cases."""
     mib = 2**20
     lines = [
-        "| raster | model | tiles | predict s | bare model s | bare/predict | output Mpx/s | "
-        "COG finalise s | peak RSS MiB | RSS before predict MiB | reader worker peak MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| raster | model | buffer MiB | tiles | predict s | bare model s | bare/predict | "
+        "output Mpx/s | COG finalise s | peak RSS MiB | RSS before predict MiB | "
+        "reader worker peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         mpx = r["size"] ** 2 / 1e6
         lines.append(
-            f"| {r['size']}² | {r['model']} | {r['tiles']} | {r['predict_s']:.1f} | "
+            f"| {r['size']}² | {r['model']} | {r['buffer_mb']} | {r['tiles']} | "
+            f"{r['predict_s']:.1f} | "
             f"{r['bare_s']:.1f} | {r['bare_s'] / r['predict_s']:.2f} | "
             f"{mpx / r['predict_s']:.1f} | {r['publish_s']:.1f} | {r['peak'] / mib:.0f} | "
             f"{r['baseline'] / mib:.0f} | {r['worker_peak'] / mib:.0f} |"
@@ -172,21 +179,26 @@ def main() -> None:
     """Entry point: run the cases and write the report section."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
-    parser.add_argument("--child", nargs=2, metavar=("SIZE", "MODEL"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("SIZE", "MODEL", "MB"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(int(args.child[0]), args.child[1])))
+        print(json.dumps(child(int(args.child[0]), args.child[1], int(args.child[2]))))
         return
-    cases = [(s, "tiny") for s in args.sizes] + [(min(args.sizes), "conv32x4")]
+    big, small = max(args.sizes), min(args.sizes)
+    cases = [(s, "tiny", DEFAULT_MB) for s in args.sizes]
+    cases += [(big, "tiny", SMALL_MB), (small, "conv32x4", DEFAULT_MB)]
     rows = []
-    for size, kind in cases:
+    for size, kind, mb in cases:
         make_raster(size)
-        rows.append(run_case(size, kind))
+        rows.append(run_case(size, kind, mb))
         print(table(rows[-1:]).splitlines()[-1], flush=True)
     md = (
         f"`python -m benchmarks.bench_predict` on {os.cpu_count()} CPU cores, torch "
         f"{torch.__version__}: tile {TILE}, overlap {OVERLAP}, batch {BATCH}, one reader "
-        "worker, class raster only, default 256 MiB row-band budget. *predict* excludes the COG "
+        "worker, class raster only; *buffer* = the row-band budget (`--buffer-mb`, default 256; "
+        f"the {SMALL_MB} MiB row cuts the widest raster into column groups). "
+        "*predict* excludes the COG "
         "finalisation (its own column). *bare model* = the network alone on the same number of "
         "tiles and batch size (goal: bare/predict >= 0.85). Peak RSS = VmHWM of the predicting "
         "process, including the torch baseline shown before it.\n\n" + table(rows)

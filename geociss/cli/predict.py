@@ -48,10 +48,10 @@ def render_summary(results: list[Any], console: Any) -> None:
 @click.option("--tile", default=512, show_default=True, type=click.IntRange(min=16),
               help="Tile side in pixels.")
 @click.option("--overlap", default=128, show_default=True, type=click.IntRange(min=0),
-              help="Overlap between neighbouring tiles in pixels (>= the model's receptive "
-              "field halo for seamless output).")
+              help="Overlap between neighbouring tiles in pixels, blended with a raised cosine.")
 @click.option("--margin", default=None, type=click.IntRange(min=0),
-              help="Pixels at inner tile edges that get zero weight [default: overlap/8].")
+              help="Pixels at inner tile edges that get zero weight; at least the model's "
+              "receptive-field halo makes tiles match a whole-image pass [default: overlap/8].")
 @click.option("--batch-size", default="auto", show_default=True, callback=_batch_size,
               help="Tiles per forward pass, or 'auto' (probed on a GPU, 4 on CPU).")
 @click.option("--tta", type=click.Choice(["none", "flip", "d4"]), default="none",
