@@ -1,14 +1,8 @@
-"""Train one incremental step: the step engine shared by the runner and ``geociss extend``.
+"""``geociss extend``: train one new step of a bundle on data labelled for the new classes only.
 
-:func:`grow_student` and :func:`prepare_step` are how *every* step is prepared (the
-:class:`~geociss.engine.runner.ScenarioRunner` calls them too): teacher = the previous bundle's
-model, student = its copy with one more classifier, the method initialises the new classifier,
-sets the freezing policy and runs its pre-pass; then :func:`~geociss.engine.trainer.fit_step`
-fits the :class:`~geociss.engine.task.IncrementalStep` on its
-:class:`~geociss.engine.data.StepDataModule`.
-
-:func:`extend_bundle` is the production workflow (DESIGN.md §1): add classes to a trained model
-from a folder (or polygon file) labelled for the **new classes only**:
+Steps are prepared with :mod:`geociss.engine.step`, as the runner's are. :func:`extend_bundle` is
+the production workflow (DESIGN.md §1): add classes to a trained model from a folder (or
+polygon file) labelled for the **new classes only**:
 
 * label rasters: value ``k`` (1-based) is the k-th new class, or the values given as
   ``label_values``; 0 is "anything else" (the background of this step, which hides the old
@@ -30,125 +24,32 @@ from a folder (or polygon file) labelled for the **new classes only**:
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from geociss.config.experiment import DataConfig, MethodConfig, TrainConfig
 from geociss.data.classes import IGNORE_INDEX, ClassSchema
-from geociss.data.records import Region, TileRecord
+from geociss.data.records import Region
 from geociss.engine.bundle import StepBundle, StepRecord
 from geociss.engine.new_classes import extend_schema, new_label_schema
+from geociss.engine.step import StepData, grow_student, prepare_step, training_device
 from geociss.errors import ConfigError, DataError, UnknownLabelValueError
 from geociss.evaluation.scores import Scores
 from geociss.methods.base import IncrementalMethod, StepContext
 
 if TYPE_CHECKING:
-    from geociss.engine.data import ExperimentData, StepDataModule
-    from geociss.engine.task import IncrementalStep
+    from geociss.engine.data import ExperimentData
     from geociss.models.segmenter import SegmentationModel
 
 SCOPE = "new classes vs rest, on held-out tiles of the new data; old classes not evaluated"
 """How the metrics of an ``extend`` step were measured (stored with them)."""
-
-
-@dataclass(frozen=True, eq=False)
-class StepData:
-    """What one step trains on.
-
-    Attributes:
-        tiles: catalogue tiles (``Window.tile`` indexes them).
-        schema: class schema the labels are read with.
-        regions: the step's training regions.
-        lut: class id → training channel (256 entries).
-        cfg: sampling settings (patch size, batch size, windows per epoch, workers, bands).
-        mean: per-band normalisation mean.
-        std: per-band normalisation standard deviation.
-    """
-
-    tiles: Sequence[TileRecord]
-    schema: ClassSchema
-    regions: list[Region]
-    lut: np.ndarray
-    cfg: DataConfig
-    mean: list[float]
-    std: list[float]
-
-
-def training_device(train: TrainConfig) -> torch.device:
-    """Where pre-passes and evaluations run: CUDA when visible unless the config says cpu."""
-    return torch.device(
-        "cuda" if torch.cuda.is_available() and train.accelerator != "cpu" else "cpu"
-    )
-
-
-def grow_student(
-    prev: StepBundle, n_new: int, seed: int
-) -> tuple[SegmentationModel, SegmentationModel]:
-    """Teacher = ``prev``'s model; student = its copy with a classifier for ``n_new`` classes."""
-    teacher = prev.build_model()
-    student = copy.deepcopy(teacher)
-    torch.manual_seed(seed)
-    student.add_step(n_new)
-    return student, teacher
-
-
-def prepare_step(
-    student: SegmentationModel,
-    teacher: SegmentationModel | None,
-    method: IncrementalMethod,
-    data: StepData,
-    train: TrainConfig,
-    *,
-    step: int,
-    restore: Mapping[str, torch.Tensor] | None = None,
-) -> tuple[IncrementalStep, StepDataModule]:
-    """Prepare the student with ``method``; return the step's LightningModule and DataModule.
-
-    In order: ``restore`` hands the previous bundle's method tensors back to the method, the
-    method initialises the new classifier and sets the freezing policy, runs its pre-pass with
-    the teacher (when it needs one). Fit the pair with :func:`~geociss.engine.trainer.fit_step`.
-    """
-    from geociss.engine.data import StepDataModule
-    from geociss.engine.task import IncrementalStep
-    from geociss.engine.trainer import prepass_batches
-
-    if restore is not None:
-        method.restore(restore)
-    method.init_new_classifier(student, teacher)
-    method.configure_model(student)
-    if step > 0 and train.freeze_norm_incremental:
-        student.freeze("norm")
-    if method.needs_prepass and teacher is not None:
-        device = training_device(train)
-        batches = prepass_batches(
-            list(data.tiles),
-            data.schema,
-            data.regions,
-            data.lut,
-            data.cfg,
-            data.mean,
-            data.std,
-            device,
-        )
-        method.prepass(teacher.to(device), batches)
-        teacher.to("cpu")
-    module = IncrementalStep(student, teacher, method, train, data.mean, data.std, step)
-    dm = StepDataModule(
-        data.tiles, data.schema, data.regions, data.lut, data.cfg, train.seed + 1000 * step
-    )
-    return module, dm
-
-
-# ---------------------------------------------------------------- the extend workflow
 
 
 @dataclass

@@ -30,7 +30,7 @@ from geociss.data.scenarios import Scenario
 from geociss.engine.bundle import StepBundle, StepRecord
 from geociss.engine.data import ExperimentData
 from geociss.engine.evaluate import evaluate_tiles
-from geociss.engine.increment import StepData, grow_student, prepare_step, training_device
+from geociss.engine.step import StepData, grow_student, prepare_step, training_device
 from geociss.engine.trainer import fit_step, resolve_precision
 from geociss.evaluation import Scores, StepHistory
 from geociss.io import atomic_write_text
