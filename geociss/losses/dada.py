@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from geociss.data.classes import IGNORE_INDEX
+from geociss.losses.pseudo import check_teacher_labels
 
 DEFAULT_LAYER_WEIGHTS = (0.5, 1.0, 2.0, 1.0)
 """IDEC's weights of (stage 1, stage 2, stage 3, ASPP output)."""
@@ -141,7 +142,7 @@ class ConfidenceHistogram:
         Raises:
             ValueError: the shapes disagree with each other or with ``old_channels``.
         """
-        _check_pair(old_logits, target, self.old_channels)
+        check_teacher_labels(old_logits, target, self.old_channels)
         with torch.no_grad():
             background = (target < self.old_channels) & (target != ignore_index)
             confidence, predicted = _confidence(old_logits)
@@ -209,7 +210,7 @@ def confidence_pseudo_labels(
         ValueError: shapes disagree.
     """
     old_channels = old_logits.shape[1]
-    _check_pair(old_logits, target, old_channels)
+    check_teacher_labels(old_logits, target, old_channels)
     if thresholds.shape != (old_channels,):
         raise ValueError(f"expected {old_channels} thresholds, got shape {tuple(thresholds.shape)}")
     with torch.no_grad():
@@ -226,18 +227,6 @@ def _confidence(old_logits: Tensor) -> tuple[Tensor, Tensor]:
     with torch.autocast(old_logits.device.type, enabled=False):
         probs = torch.softmax(old_logits.detach().float(), dim=1)
         return probs.max(dim=1)
-
-
-def _check_pair(old_logits: Tensor, target: Tensor, old_channels: int) -> None:
-    if old_logits.ndim != 4 or old_logits.shape[1] != old_channels:
-        raise ValueError(
-            f"expected (B, {old_channels}, H, W) teacher logits, got {tuple(old_logits.shape)}"
-        )
-    if target.shape != (old_logits.shape[0], *old_logits.shape[2:]):
-        raise ValueError(
-            f"labels of shape {tuple(target.shape)} do not match teacher logits "
-            f"{tuple(old_logits.shape)}"
-        )
 
 
 __all__ = [

@@ -149,7 +149,7 @@ class EntropyHistogram:
         Raises:
             ValueError: the shapes disagree with each other or with ``old_channels``.
         """
-        _check_pair(old_logits, target, self.old_channels)
+        check_teacher_labels(old_logits, target, self.old_channels)
         with torch.no_grad():
             background = target == 0
             predicted = old_logits.argmax(1)[background]
@@ -211,7 +211,7 @@ def entropy_pseudo_labels(
         ValueError: shapes disagree.
     """
     old_channels = old_logits.shape[1]
-    _check_pair(old_logits, target, old_channels)
+    check_teacher_labels(old_logits, target, old_channels)
     if thresholds.shape != (old_channels,):
         raise ValueError(f"expected {old_channels} thresholds, got shape {tuple(thresholds.shape)}")
     with torch.no_grad():
@@ -226,7 +226,8 @@ def entropy_pseudo_labels(
     return PseudoLabels(labels, factor, confident)
 
 
-def _check_pair(old_logits: Tensor, target: Tensor, old_channels: int) -> None:
+def check_teacher_labels(old_logits: Tensor, target: Tensor, old_channels: int) -> None:
+    """Raise ValueError unless teacher logits are (B, old_channels, H, W) and labels (B, H, W)."""
     if old_logits.ndim != 4 or old_logits.shape[1] != old_channels:
         raise ValueError(
             f"expected (B, {old_channels}, H, W) teacher logits, got {tuple(old_logits.shape)}"
@@ -244,6 +245,7 @@ __all__ = [
     "EntropyHistogram",
     "Median",
     "PseudoLabels",
+    "check_teacher_labels",
     "entropy_pseudo_labels",
     "histogram_median",
     "normalised_entropy",
