@@ -116,7 +116,7 @@ def _map_a_scene(runner: Any, out: Path, log: Callable[[Any], None]) -> list[Pat
     from geociss.inference.model import LoadedModel, PredictOptions
     from geociss.inference.run import predict_many
 
-    data = runner._data()
+    data = runner.experiment_data()
     scene = data.val_tiles[0].image
     bundle = runner.step_dir(runner.train_scenario.num_steps - 1) / "bundle.safetensors"
     log(f"mapping {scene.name} with {bundle}")

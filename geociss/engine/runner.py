@@ -169,7 +169,8 @@ class ScenarioRunner:
         """Device of the pre-pass and the evaluation: CUDA when available and not refused."""
         return str(training_device(self.config.train))
 
-    def _data(self) -> ExperimentData:
+    def experiment_data(self) -> ExperimentData:
+        """The run's catalogues, split and normalisation (scanned once, on first use)."""
         if self.data is None:
             self.data = ExperimentData.load(self.config.data, self.schema, progress=self.progress)
         return self.data
@@ -187,7 +188,7 @@ class ScenarioRunner:
 
     def train_step(self, step: int, digest: str) -> StepBundle:
         """Train one step from the previous bundle; write its bundle and reports."""
-        cfg, data = self.config, self._data()
+        cfg, data = self.config, self.experiment_data()
         step_dir = self.step_dir(step)
         step_dir.mkdir(parents=True, exist_ok=True)
         student, teacher, prev = self._models(step)
@@ -245,7 +246,7 @@ class ScenarioRunner:
         digest: str,
         fingerprint: str,
     ) -> StepBundle:
-        data = self._data()
+        data = self.experiment_data()
         chans = self.train_scenario.channels
         new = list(self.train_scenario.new_channels(step))
         record = StepRecord(
@@ -272,7 +273,7 @@ class ScenarioRunner:
 
     def evaluate(self, model: SegmentationModel, method: IncrementalMethod, step: int) -> Scores:
         """Scores of ``model`` after ``step`` on the validation tiles (full-tile windows)."""
-        data, cfg = self._data(), self.config.data
+        data, cfg = self.experiment_data(), self.config.data
         scen = self.train_scenario
         device = self._device()
         model = model.to(device)

@@ -107,7 +107,7 @@ def test_rerun_skips_completed_steps_and_changed_config_retrains(data_root, monk
     assert calls == [1]  # step 0 unchanged (skipped); step 1 retrained
 
 
-def test_step0_shared_between_methods_and_joint_is_single_step(data_root, monkeypatch):
+def test_step0_shared_between_methods_and_joint_is_single_step(data_root):
     ScenarioRunner(config(data_root), log=lambda _: None, progress=False).run()
     logs = []
     ScenarioRunner(config(data_root, "joint"), log=logs.append, progress=False).run()
@@ -122,14 +122,11 @@ def test_step0_shared_between_methods_and_joint_is_single_step(data_root, monkey
     assert any("reusing the shared step-0" in m for m in logs)  # same classes, other split
     saved = json.loads((other_task.run_dir / "step0" / "metrics.json").read_text())
     assert saved["old_channels"] == [0, 1]
-    import geociss.engine.runner as runner_mod
-
     cfg = config(data_root)
     other = cfg.model_copy(update={"name": "other-run"})
     logs = []
     ScenarioRunner(other, log=logs.append, progress=False).run()
     assert any("reusing the shared step-0" in m for m in logs)
-    assert runner_mod  # imported for monkeypatch symmetry
 
 
 def test_interrupted_step_resumes_from_checkpoint(data_root, monkeypatch):

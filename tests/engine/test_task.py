@@ -1,0 +1,27 @@
+import pytest
+import torch
+
+from geociss.config.experiment import TrainConfig
+from geociss.engine.task import IncrementalStep
+from geociss.errors import GeocissError
+
+from conformance import make_method, tiny_model
+
+
+def test_non_finite_loss_stops_the_step_with_a_clear_message():
+    method = make_method("finetune", {}, 0)
+    method.losses = lambda batch, out, old: {"ce": torch.tensor(float("nan"))}
+    step = IncrementalStep(tiny_model(), None, method, TrainConfig(), [0.0] * 3, [1.0] * 3)
+    batch = {"image": torch.rand(2, 3, 32, 32), "mask": torch.zeros(2, 32, 32, dtype=torch.long)}
+    with pytest.raises(GeocissError, match=r"loss became non-finite \(ce\)"):
+        step.training_step(batch, 0)
+
+
+def test_teacher_stays_in_eval_mode_when_the_step_trains():
+    method = make_method("mib", {}, 1)
+    step = IncrementalStep(
+        tiny_model([3, 2]), tiny_model([3]), method, TrainConfig(), [0.0] * 3, [1.0] * 3
+    )
+    step.train()
+    assert step.model.training and not step.teacher.training
+    assert not any(p.requires_grad for p in step.teacher.parameters())
