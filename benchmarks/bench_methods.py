@@ -1,6 +1,7 @@
 """Methods × tasks on the sample scenes (small preset), written to docs/benchmarks.md.
 
 Run: python -m benchmarks.bench_methods [--tasks 4-1,2-2-1] [--methods ilt,mib,...]
+     python -m benchmarks.bench_methods --report-only ...   (table of the finished run folders)
 """
 
 import argparse
@@ -8,7 +9,7 @@ import time
 from pathlib import Path
 
 from benchmarks._report import update_section
-from geociss.bench import markdown, run_bench
+from geociss.bench import collect, markdown, run_bench
 
 
 def main() -> None:
@@ -17,7 +18,12 @@ def main() -> None:
     ap.add_argument("--tasks", default="4-1,2-2-1")
     ap.add_argument("--out", default="bench-small")
     ap.add_argument("--section", default="methods")
+    ap.add_argument("--report-only", action="store_true", help="tabulate finished runs only")
     args = ap.parse_args()
+    if args.report_only:
+        rows = collect(args.methods.split(","), args.tasks.split(","), "small", Path(args.out))
+        print(markdown(rows))
+        return
     start = time.time()
     rows = run_bench(
         args.methods.split(","),

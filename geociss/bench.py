@@ -211,6 +211,43 @@ def run_bench(
     return rows
 
 
+def collect(methods: Sequence[str], tasks: Sequence[str], preset: str, out: Path) -> list[BenchRow]:
+    """Rows of the cells whose run folders are complete, read back from their last bundles.
+
+    Serves a partial or interrupted benchmark: ``s/step`` is then the in-run wall time per
+    training step of the incremental steps (data loading included), not the micro-benchmark.
+    A started cell without a final bundle is reported as ``incomplete``.
+    """
+    from geociss.engine.bundle import StepBundle
+
+    rows: list[BenchRow] = []
+    for task in tasks:
+        for spec in list(dict.fromkeys(["finetune", *methods, "joint"])):
+            run = out / "runs" / f"{spec}_{preset}_{task}"
+            steps = 1 if spec == "joint" else len(task.split("-"))
+            last = run / f"step{steps - 1}" / "bundle.safetensors"
+            if not last.is_file():
+                if run.exists():
+                    rows.append(BenchRow(task, spec, None, None, None, note="incomplete"))
+                continue
+            bundle = StepBundle.load(last)
+            miou = bundle.steps[-1].metrics["miou"]
+            seconds = sum(s.info.get("train_seconds", 0.0) for s in bundle.steps[1:])
+            count = sum(s.info.get("train_steps", 0) for s in bundle.steps[1:])
+            rows.append(
+                BenchRow(
+                    task,
+                    spec,
+                    miou["old"],
+                    miou["new"],
+                    miou["all"],
+                    step_seconds=seconds / count if count else None,
+                )
+            )
+    _relative(rows)
+    return rows
+
+
 def _relative(rows: list[BenchRow]) -> None:
     for task in {r.task for r in rows}:
         cell = {r.method: r for r in rows if r.task == task}

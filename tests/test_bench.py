@@ -1,0 +1,30 @@
+"""The benchmark's bookkeeping (the training itself is covered by the runner tests)."""
+
+import pytest
+
+from geociss.bench import BenchRow, _relative, markdown, method_config
+from geociss.errors import ConfigError
+
+
+def test_relative_columns_and_markdown():
+    rows = [
+        BenchRow("4-1", "finetune", 0.1, 0.5, 0.2, step_seconds=1.0),
+        BenchRow("4-1", "mib", 0.4, 0.3, 0.38, step_seconds=1.5),
+        BenchRow("4-1", "joint", 0.5, 0.6, 0.4),
+        BenchRow("4-1", "ilt", None, None, None, note="diverged"),
+    ]
+    _relative(rows)
+    assert rows[1].of_joint == pytest.approx(0.95)
+    assert rows[1].step_vs_finetune == pytest.approx(1.5)
+    assert rows[3].of_joint is None
+    table = markdown(rows)
+    assert "| 4-1 | mib | 40.0 | 30.0 | 38.0 | 0.95 | 1.500 | 1.50 |" in table
+    assert "| 4-1 | ilt (diverged) | - | - | - |" in table
+
+
+def test_method_config_reads_fragments_and_names():
+    ablation = method_config("idec-no-dada")
+    assert ablation["name"] == "idec" and ablation["params"]["dada"] is False
+    assert method_config("joint")["name"] == "joint"
+    with pytest.raises(ConfigError, match="unknown method 'nope'"):
+        method_config("nope")
