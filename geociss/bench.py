@@ -80,6 +80,7 @@ class BenchRow:
     of_joint: float | None = None
     step_seconds: float | None = None
     step_vs_finetune: float | None = None
+    peak_mib: float | None = None
     note: str = ""
 
 
@@ -117,8 +118,35 @@ def experiment(preset: str, task: str, spec: str, data: Path, out: Path) -> Any:
     )
 
 
-def step_seconds(spec: str, preset: str, repeats: int = 5) -> float:
-    """Median seconds of one training step of a method at step 1 (fixed batch, 4-1 channels)."""
+def step_cost(spec: str, preset: str, repeats: int = 5) -> tuple[float, float]:
+    """Median seconds and peak memory (MiB) of one training step of a method at step 1.
+
+    Measured on a fixed batch with the 4-1 channels, in a fresh process so that the memory
+    peak is the method's own: on CPU the growth of the process's peak resident set (VmHWM)
+    over its size just before the first step, on CUDA ``torch.cuda.max_memory_allocated``.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(_step_cost, spec, preset, repeats).result()
+
+
+def _peak_rss_mib() -> float:
+    """VmHWM of this process in MiB (Linux), or ru_maxrss elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _step_cost(spec: str, preset: str, repeats: int) -> tuple[float, float]:
+    """Body of :func:`step_cost`, run in the child process."""
     import torch
 
     from geociss.engine.augment import AugmentConfig, BatchAugment
@@ -129,23 +157,28 @@ def step_seconds(spec: str, preset: str, repeats: int = 5) -> float:
 
     p = PRESETS[preset]
     cfg = method_config(spec)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
-    teacher = SegmentationModel(ModelConfig(**{**p["model"], "weights": "none"}), [4]).eval()
-    teacher.requires_grad_(False)
-    student = copy.deepcopy(teacher).train()
-    student.requires_grad_(True)
+    teacher = SegmentationModel(ModelConfig(**{**p["model"], "weights": "none"}), [4])
+    teacher = teacher.to(device).eval().requires_grad_(False)
+    student = copy.deepcopy(teacher).train().requires_grad_(True)
     student.add_step(1)
+    student.to(device)
     method = get_method(cfg["name"]).from_config(cfg.get("params", {}), StepContext(1, (4, 1)))
     method.init_new_classifier(student, teacher)
     method.configure_model(student)
+    method.to(device)
     size, b = p["data"]["patch_size"], p["data"]["batch_size"]
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(b, 3, size, size, generator=g)
-    y = torch.randint(0, 5, (b, size, size), generator=g)
+    x = torch.randn(b, 3, size, size, generator=g).to(device)
+    y = torch.randint(0, 5, (b, size, size), generator=g).to(device)
     if method.needs_prepass:
         method.prepass(teacher, [{"image": x, "mask": y}])
     opt = torch.optim.SGD([q for q in student.parameters() if q.requires_grad], lr=1e-4)
     aug = BatchAugment(AugmentConfig())
+    before = _peak_rss_mib()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(repeats + 1):
         start = time.perf_counter()
@@ -159,8 +192,14 @@ def step_seconds(spec: str, preset: str, repeats: int = 5) -> float:
         opt.zero_grad()
         loss.backward()  # type: ignore[union-attr]
         opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return float(sorted(times[1:])[len(times[1:]) // 2])
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = _peak_rss_mib() - before
+    return float(sorted(times[1:])[len(times[1:]) // 2]), float(peak)
 
 
 def run_bench(
@@ -183,7 +222,7 @@ def run_bench(
             generate_scenes(data, **PRESETS[preset]["sample"])
     methods = list(dict.fromkeys(["finetune", *methods, "joint"]))
     rows: list[BenchRow] = []
-    seconds = {m: step_seconds(m, preset) for m in methods if m != "joint"}
+    costs = {m: step_cost(m, preset) for m in methods if m != "joint"}
     for task in tasks:
         for spec in methods:
             log(f"bench: {spec} on {task}")
@@ -203,7 +242,8 @@ def run_bench(
                     scores.miou_old,
                     scores.miou_new,
                     scores.miou_all,
-                    step_seconds=seconds.get(spec),
+                    step_seconds=costs[spec][0] if spec in costs else None,
+                    peak_mib=costs[spec][1] if spec in costs else None,
                 )
             )
     _relative(rows)
@@ -269,14 +309,14 @@ def markdown(rows: Sequence[BenchRow]) -> str:
         return "-" if v is None else format(v, fmt)
 
     lines = [
-        "| task | method | old | new | all | all / joint | s/step | vs fine-tune |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| task | method | old | new | all | all / joint | s/step | vs fine-tune | peak MiB |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
             f"| {r.task} | {r.method}{f' ({r.note})' if r.note else ''} | "
             f"{pct(r.old)} | {pct(r.new)} | {pct(r.all)} | "
             f"{num(r.of_joint, '.2f')} | {num(r.step_seconds, '.3f')} | "
-            f"{num(r.step_vs_finetune, '.2f')} |"
+            f"{num(r.step_vs_finetune, '.2f')} | {num(r.peak_mib, '.0f')} |"
         )
     return "\n".join(lines)
