@@ -109,7 +109,8 @@ def test_comparison(quick_kernel):
     cells = [["notebook-quick", "4-1", m] for m in ("finetune", "mib", "joint")]
     assert state["cells"] == cells
     assert state["of_joint"][2] == pytest.approx(1.0)
-    assert (quick_kernel / "comparison-quick" / "bench.json").is_file()
+    runs = quick_kernel / "comparison-quick" / "runs"
+    assert (runs / "mib_notebook-quick_4-1" / "step1" / "bundle.safetensors").is_file()
     assert all(m in shown_text(tagged(nb, "table")) for m in ("finetune", "mib", "joint"))
     assert figure(tagged(nb, "chart")).shape[0] > 100
 
