@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from geociss.config.load import load_config
 from geociss.config.validation import validate_model
 from geociss.data.scenarios import ScenarioConfig
+from geociss.errors import ConfigError
 from geociss.models.config import ModelConfig
 
 
@@ -23,9 +24,40 @@ class DataConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    images: Path = Field(description="Folder of training image GeoTIFFs.")
-    labels: Path = Field(
-        description="Folder of label rasters, or a GeoPackage/Shapefile of polygons."
+    images: Path | None = Field(
+        default=None, description="Folder of training image GeoTIFFs (or data.dataset + root)."
+    )
+    labels: Path | None = Field(
+        default=None,
+        description="Folder of label rasters, or a GeoPackage/Shapefile of polygons.",
+    )
+    dataset: str | None = Field(
+        default=None,
+        description="An official benchmark read from its distribution archives under data.root "
+        "instead of data.images/labels: potsdam or vaihingen (see data/README.md).",
+    )
+    root: Path | None = Field(
+        default=None,
+        description="Folder holding data.dataset's official zip archives or extracted folders.",
+    )
+    modality: str | None = Field(
+        default=None,
+        description="Image product of data.dataset: Potsdam rgb (default), irrg or rgbir; "
+        "Vaihingen irrg.",
+    )
+    split: Literal["official", "train-holdout"] = Field(
+        default="official",
+        description="data.dataset only. 'official': train on the official training tiles, "
+        "validate on the test tiles; 'train-holdout': training tiles only, val_fraction held out.",
+    )
+    eroded: bool = Field(
+        default=False,
+        description="data.dataset only: validate on the labels with eroded class boundaries.",
+    )
+    exclude_tiles: list[str | int] | None = Field(
+        default=None,
+        description="data.dataset only: tile ids to leave out (default: the known bad tiles, "
+        "Potsdam 4_12); [] keeps every tile.",
     )
     class_schema: str = Field(
         default="isprs", alias="schema", description="Class schema: a preset name or a YAML path."
@@ -62,6 +94,25 @@ class DataConfig(BaseModel):
     eval_tile: int = Field(default=512, ge=16, description="Sliding-window size for evaluation.")
     eval_overlap: int = Field(default=64, ge=0, description="Overlap of evaluation windows.")
 
+    @model_validator(mode="after")
+    def _check_source(self) -> DataConfig:
+        if self.dataset is None:
+            if self.images is None or self.labels is None:
+                raise ValueError("give data.images and data.labels, or data.dataset and root")
+            return self
+        from geociss.data.isprs import check_source
+
+        if self.images is not None or self.labels is not None or self.val_images is not None:
+            raise ValueError("data.dataset reads images and labels from data.root; remove "
+                             "data.images, data.labels and data.val_images")
+        if self.root is None:
+            raise ValueError("data.dataset needs data.root (the folder of the archives)")
+        try:
+            check_source(self.dataset, self.modality, self.exclude_tiles)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+        return self
+
 
 class TrainConfig(BaseModel):
     """Optimisation and hardware settings (METHODS.md §1.7 for the papers' values)."""
@@ -93,6 +144,13 @@ class TrainConfig(BaseModel):
         "at steps >= 1, whatever the method. Recommended for small batches: a student whose "
         "BatchNorm uses batch statistics drifts from the teacher's running statistics, which "
         "inflates feature distillation (METHODS.md §5.6). DKD and IDEC freeze them anyway.",
+    )
+    gradient_clip: float | None = Field(
+        default=None,
+        gt=0,
+        description="Clip the global gradient norm to this value at every step (off by default, "
+        "as in the papers). A guard for strong distillation weights at a high learning rate: "
+        "ILT's 100 · KD + 100 · MSE or PLOP's POD on features trained from scratch can blow up.",
     )
     channels_last: bool = Field(default=True, description="Use channels_last memory format.")
     augment: dict[str, Any] = Field(

@@ -89,6 +89,8 @@ def build_trainer(
         num_nodes=train.num_nodes,
         strategy=strategy,
         precision=resolve_precision(train),  # type: ignore[arg-type]
+        gradient_clip_val=train.gradient_clip,
+        gradient_clip_algorithm="norm",
         default_root_dir=step_dir,
         logger=loggers,
         callbacks=[checkpoint],
