@@ -363,9 +363,11 @@ def stream_part(
                 if tile.error is not None:
                     raise DataError(dataset.source.path, tile.error)
             probs = None if batch.images is None else predictor(batch.images)
-            valid = None if batch.valid is None else batch.valid.to(device, non_blocking=True)
-            stream.feed(batch, probs, valid)
-        stream.emit(stream.frontier, part.y1)
+            with predictor.elementwise():  # blending and encoding: one thread on a CPU
+                valid = None if batch.valid is None else batch.valid.to(device, non_blocking=True)
+                stream.feed(batch, probs, valid)
+        with predictor.elementwise():
+            stream.emit(stream.frontier, part.y1)
     finally:
         dataset.close()
     return stream.stats
