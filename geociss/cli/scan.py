@@ -106,6 +106,27 @@ def render(summary: dict[str, Any], console: Any) -> None:
     help="Write the summary as JSON to this file.",
 )
 @click.option("--no-cache", is_flag=True, help="Ignore and do not write the scan cache.")
+@click.option(
+    "--dataset",
+    type=click.Choice(["potsdam", "vaihingen"]),
+    default=None,
+    help="IMAGES is the folder of this official ISPRS distribution's archives (data/README.md).",
+)
+@click.option("--modality", default=None, help="--dataset: rgb, irrg or rgbir [default: first].")
+@click.option(
+    "--split",
+    type=click.Choice(["train", "test", "all"]),
+    default="train",
+    show_default=True,
+    help="--dataset: which official tiles.",
+)
+@click.option("--eroded", is_flag=True, help="--dataset: labels with eroded class boundaries.")
+@click.option(
+    "--exclude-tiles",
+    default=None,
+    metavar="IDS",
+    help="--dataset: comma-separated tile ids to leave out [default: known bad tiles; '' none].",
+)
 def scan(
     images: Path,
     labels: Path | None,
@@ -117,21 +138,77 @@ def scan(
     chip_size: int | None,
     json_out: Path | None,
     no_cache: bool,
+    dataset: str | None,
+    modality: str | None,
+    split: str,
+    eroded: bool,
+    exclude_tiles: str | None,
 ) -> None:
     """Check a folder of GeoTIFF IMAGES and their LABELS (folder of rasters or polygon file).
 
     Pairs files by name, reads every pixel once and reports tiles, grid, class shares and band
     statistics. Problems are reported as one line naming the file (exit status 2).
+
+    With --dataset, IMAGES is the folder holding an official ISPRS distribution (the zip
+    archives as downloaded, or their extracted folders) and LABELS is not given.
     """
     import json
 
     from rich.console import Console
 
-    from geociss.data.catalog import Catalog
     from geociss.io import atomic_write_text
 
+    if dataset is not None:
+        catalog = _official(images, labels, schema_ref, dataset, modality, split, eroded,
+                            exclude_tiles, chip_size, not no_cache)
+    else:
+        catalog = _folder(images, labels, schema_ref, image_glob, label_glob, label_attribute,
+                          unlabelled, chip_size, not no_cache)
+    summary = catalog.summary()
+    if chip_size is not None:
+        summary["chip_size"] = chip_size
+        summary["regions"] = len(catalog.regions())
+    render(summary, Console())
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(summary, indent=2) + "\n")
+
+
+def _official(
+    root: Path, labels: Path | None, schema_ref: str | None, dataset: str, modality: str | None,
+    split: str, eroded: bool, exclude_tiles: str | None, chip_size: int | None, cache: bool,
+) -> Any:
+    """The catalogue of one split of an official ISPRS distribution under ``root``."""
+    from geociss.data.classes import ClassSchema
+    from geociss.data.isprs import get_dataset, official_catalog
+    from geociss.errors import ConfigError
+
+    if labels is not None:
+        raise ConfigError("with --dataset, give only the dataset folder (labels are found in it)")
+    schema = ClassSchema.load(schema_ref or get_dataset(dataset).schema)
+    exclude = None
+    if exclude_tiles is not None:
+        exclude = [t.strip() for t in exclude_tiles.split(",") if t.strip()]
+    catalog, found = official_catalog(
+        dataset, root, schema, split, modality, eroded=eroded,  # type: ignore[arg-type]
+        exclude=exclude, chip_size=chip_size, cache=cache, progress=True,
+    )
+    click.echo(f"{found.dataset.title}, {found.modality}, official {split} split: "
+               f"images from {found.images_from}, labels from {found.labels_from}")
+    for note in found.notes:
+        click.echo(f"note: {note}")
+    return catalog
+
+
+def _folder(
+    images: Path, labels: Path | None, schema_ref: str | None, image_glob: str,
+    label_glob: str | None, label_attribute: str, unlabelled: str, chip_size: int | None,
+    cache: bool,
+) -> Any:
+    """The catalogue of an image folder and its labels."""
+    from geociss.data.catalog import Catalog
+
     schema = resolve_schema(schema_ref, images)
-    catalog = Catalog.scan(
+    return Catalog.scan(
         images,
         labels,
         schema,
@@ -140,13 +217,6 @@ def scan(
         label_attribute=label_attribute,
         unlabelled=unlabelled,  # type: ignore[arg-type]
         chip_size=chip_size,
-        cache=not no_cache,
+        cache=cache,
         progress=True,
     )
-    summary = catalog.summary()
-    if chip_size is not None:
-        summary["chip_size"] = chip_size
-        summary["regions"] = len(catalog.regions())
-    render(summary, Console())
-    if json_out is not None:
-        atomic_write_text(json_out, json.dumps(summary, indent=2) + "\n")

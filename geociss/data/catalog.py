@@ -119,25 +119,47 @@ class Catalog:
             "expected_bands": expected_bands, "schema": schema.to_dict(), "chip_size": chip_size,
             "unlabelled": unlabelled, "label_attribute": label_attribute if vector else None,
         })
-        manifest = Manifest.load(key) if cache else Manifest(None)
-        vector_fp = source_fingerprint(vector.path) if vector else None
-        cached: list[TileRecord] = []
-        todo: list[tuple[Pair, dict[str, list[int]]]] = []
-        for pair in pairs:
-            fp = {"image": file_fingerprint(pair.image)}
-            if pair.label is not None:
-                fp["label"] = file_fingerprint(pair.label)
-            elif vector_fp is not None:
-                fp["label"] = vector_fp
-            rec = manifest.reusable(pair.image, pair.label, fp)
-            if rec is None:
-                todo.append((pair, fp))
-            else:
-                cached.append(rec)
-        fresh = _scan_pairs(todo, schema, options, vector, manifest, cached, progress)
-        order = {p.image: i for i, p in enumerate(pairs)}
-        tiles = sorted(cached + fresh, key=lambda r: order[r.image])
+        tiles = _collect(pairs, schema, options, key, vector, cache, progress)
         catalog = cls(tiles, schema, images, labels, chip_size)
+        catalog._check_consistent()
+        return catalog
+
+    @classmethod
+    def from_pairs(
+        cls, pairs: Sequence[Pair], schema: ClassSchema, source: Path, *,
+        bands: Sequence[int] | None = None, expected_bands: int | None = None,
+        chip_size: int | None = None, cache: bool = True, progress: bool = False,
+    ) -> Catalog:
+        """Validate and read image/label raster pairs found by other means than a folder glob.
+
+        Used for datasets read from their distribution layout (:mod:`geociss.data.isprs`). The
+        paths may be GDAL ``/vsizip/`` paths of rasters inside zip archives
+        (:mod:`geociss.data.archives`).
+
+        Args:
+            pairs: the image/label pairs, in catalogue order (stems must be unique).
+            schema: class schema (label values -> class ids).
+            source: where the pairs were found (shown by ``geociss scan``, named in errors).
+            bands: 1-based image bands to use (default: all but alpha).
+            expected_bands: number of non-alpha bands each image must have.
+            chip_size: cut tiles into chip regions of this size (default: one region per tile).
+            cache: read and write the manifest cache.
+            progress: show a progress bar while files are read.
+
+        Raises:
+            DataError: a missing, unreadable or inconsistent file (the message names it).
+            ConfigError: contradictory options.
+        """
+        options = _options(bands, expected_bands, chip_size)
+        key = manifest_key({
+            "pairs": [[p.stem, str(p.image), None if p.label is None else str(p.label)]
+                      for p in pairs],
+            "bands": options.bands, "expected_bands": expected_bands,
+            "schema": schema.to_dict(), "chip_size": chip_size,
+        })
+        tiles = _collect(list(pairs), schema, options, key, None, cache, progress)
+        labelled = [p.label for p in pairs if p.label is not None]
+        catalog = cls(tiles, schema, Path(source), Path(source) if labelled else None, chip_size)
         catalog._check_consistent()
         return catalog
 
@@ -246,6 +268,34 @@ class Catalog:
                 )
             ],
         }
+
+
+def _collect(
+    pairs: list[Pair], schema: ClassSchema, options: ScanOptions, key: str,
+    vector: VectorLabels | None, cache: bool, progress: bool,
+) -> list[TileRecord]:
+    """Tile records of ``pairs`` in their order: cached ones reused, the others scanned."""
+    manifest = Manifest.load(key) if cache else Manifest(None)
+    vector_fp = source_fingerprint(vector.path) if vector else None
+    cached: list[TileRecord] = []
+    todo: list[tuple[Pair, dict[str, list[int]]]] = []
+    for pair in pairs:
+        try:
+            fp = {"image": file_fingerprint(pair.image)}
+            if pair.label is not None:
+                fp["label"] = file_fingerprint(pair.label)
+            elif vector_fp is not None:
+                fp["label"] = vector_fp
+        except OSError as err:
+            raise DataError(err.filename or pair.image, "file not found") from None
+        rec = manifest.reusable(pair.image, pair.label, fp)
+        if rec is None:
+            todo.append((pair, fp))
+        else:
+            cached.append(rec)
+    fresh = _scan_pairs(todo, schema, options, vector, manifest, cached, progress)
+    order = {p.image: i for i, p in enumerate(pairs)}
+    return sorted(cached + fresh, key=lambda r: order[r.image])
 
 
 def _scan_pairs(

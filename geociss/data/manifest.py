@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from geociss import __version__
+from geociss.data.archives import fingerprint
 from geociss.data.records import BandStats, Region, TileRecord, Window
 from geociss.io import atomic_write_text
 
@@ -37,9 +38,8 @@ def cache_dir() -> Path:
 
 
 def file_fingerprint(path: Path) -> list[int]:
-    """``[size, mtime_ns]`` of a file."""
-    st = path.stat()
-    return [st.st_size, st.st_mtime_ns]
+    """``[size, mtime_ns]`` of a file (of its archive for a ``/vsizip/`` path, see archives)."""
+    return fingerprint(path)
 
 
 def manifest_key(parts: dict[str, Any]) -> str:

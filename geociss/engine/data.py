@@ -58,11 +58,19 @@ class ExperimentData:
             "label_attribute": cfg.label_attribute,
             "progress": progress,
         }
-        train = Catalog.scan(cfg.images, cfg.labels, schema, chip_size=cfg.chip_size, **kwargs)
+        val: Catalog | None = None
+        if cfg.dataset is not None:  # an official distribution (data/README.md)
+            from geociss.data.isprs import experiment_catalogs
+
+            train, val = experiment_catalogs(cfg, schema, progress)
+        else:
+            assert cfg.images is not None
+            train = Catalog.scan(cfg.images, cfg.labels, schema, chip_size=cfg.chip_size, **kwargs)
         if cfg.val_images is not None:
             if cfg.val_labels is None:
                 raise DataError(cfg.val_images, "data.val_images is set but data.val_labels is not")
             val = Catalog.scan(cfg.val_images, cfg.val_labels, schema, **kwargs)
+        if val is not None:
             train_idx = list(range(len(train.tiles)))
             val_tiles = list(val.tiles)
         else:
