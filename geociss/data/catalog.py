@@ -127,8 +127,9 @@ class Catalog:
     @classmethod
     def from_pairs(
         cls, pairs: Sequence[Pair], schema: ClassSchema, source: Path, *,
-        bands: Sequence[int] | None = None, expected_bands: int | None = None,
-        chip_size: int | None = None, cache: bool = True, progress: bool = False,
+        labels_source: Path | None = None, bands: Sequence[int] | None = None,
+        expected_bands: int | None = None, chip_size: int | None = None, cache: bool = True,
+        progress: bool = False,
     ) -> Catalog:
         """Validate and read image/label raster pairs found by other means than a folder glob.
 
@@ -139,7 +140,8 @@ class Catalog:
         Args:
             pairs: the image/label pairs, in catalogue order (stems must be unique).
             schema: class schema (label values -> class ids).
-            source: where the pairs were found (shown by ``geociss scan``, named in errors).
+            source: where the images were found (shown by ``geociss scan``, named in errors).
+            labels_source: where the labels were found (default: ``source``).
             bands: 1-based image bands to use (default: all but alpha).
             expected_bands: number of non-alpha bands each image must have.
             chip_size: cut tiles into chip regions of this size (default: one region per tile).
@@ -158,8 +160,10 @@ class Catalog:
             "schema": schema.to_dict(), "chip_size": chip_size,
         })
         tiles = _collect(list(pairs), schema, options, key, None, cache, progress)
-        labelled = [p.label for p in pairs if p.label is not None]
-        catalog = cls(tiles, schema, Path(source), Path(source) if labelled else None, chip_size)
+        labels = None
+        if any(p.label is not None for p in pairs):
+            labels = Path(labels_source or source)
+        catalog = cls(tiles, schema, Path(source), labels, chip_size)
         catalog._check_consistent()
         return catalog
 

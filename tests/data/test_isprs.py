@@ -56,6 +56,9 @@ def test_potsdam_train_and_test_split(tmp_path, zipped):
     assert train[0].image.name == "top_potsdam_2_10_RGB.tif"
     assert train[0].label.name == "top_potsdam_2_10_label.tif"
     assert found.images_from.name == ("2_Ortho_RGB.zip" if zipped else "2_Ortho_RGB")
+    summary = train.summary()
+    assert summary["images"] == str(found.images_from)
+    assert summary["labels"] == str(tmp_path / ("5_Labels_all.zip" if zipped else "5_Labels_all"))
     assert train.crs is not None and "32633" in train.summary()["crs"]
     test, _ = potsdam(root, "test")
     assert [t.stem for t in test] == ["top_potsdam_2_13"]

@@ -86,7 +86,7 @@ def official_catalog(
     )
     try:
         catalog = Catalog.from_pairs(
-            found.pairs, schema, found.images_from, bands=bands,
+            found.pairs, schema, found.images_from, labels_source=found.labels_from, bands=bands,
             expected_bands=None if bands else found.images.bands, chip_size=chip_size,
             cache=cache, progress=progress,
         )
