@@ -27,12 +27,15 @@ PROBE = "__probe__ = "
 
 @pytest.fixture
 def quick_kernel(tmp_path, monkeypatch):
-    """Quick mode, inline figures and a ``python3`` kernelspec that runs ``sys.executable``."""
+    """Quick mode, inline figures, one thread, a ``python3`` kernelspec of ``sys.executable``."""
     jupyter = tmp_path / "jupyter"
     write_kernel_spec(jupyter / "kernels" / "python3")
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter))
     monkeypatch.setenv("GEOCISS_NOTEBOOK_QUICK", "1")
     monkeypatch.delenv("MPLBACKEND", raising=False)  # a non-inline backend would hide figures
+    # one torch thread per kernel: with pytest -n 2 on 2 shared cores, torch's default (one
+    # thread per core, spin-waiting) made the tiny trainings about 7x slower (105 s -> 15 s)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     work = tmp_path / "work"
     work.mkdir()
     return work
