@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from benchmarks._report import update_section
-from geociss.bench import collect, markdown, run_bench
+from geociss.bench import collect, describe, markdown, run_bench
 
 
 def main() -> None:
@@ -38,13 +38,12 @@ def main() -> None:
         args.section,
         (
             f"## Methods on the sample scenes ({args.tasks}; small preset)\n\n"
-            f"Command: `{cmd}` ({minutes:.0f} min on this machine). Tiny encoder, CPU, "
-            "8 sample scenes of 640 px (6 train, 2 validation), 256 random 256-px windows per "
-            "epoch, 10 epochs at step 0 (and joint, lr 0.01) and 4 per incremental step (lr 0.005, "
-            "normalisation frozen); "
+            f"Command: `{cmd}` ({minutes:.0f} min on this machine). " + describe("small") + " "
             "mIoU in % on full validation tiles after the last step "
             "(old = step-0 classes incl. impervious surfaces, new = classes added later); "
-            "s/step = one training step (batch 8, 256 px) of the method at step 1, "
+            "s/step = median seconds of one training step (batch and patch of the preset) of the "
+            "method at step 1, measured apart from the runs; peak MiB = growth of the peak "
+            "resident memory of that step's process (CPU) or peak allocated CUDA memory; "
             "vs fine-tune = the same relative to fine-tuning.\n\n" + markdown(rows)
         ),
     )

@@ -29,7 +29,11 @@ PRESETS: dict[str, dict[str, Any]] = {
             "batch_size": 8,
             "samples_per_epoch": 256,
             "num_workers": 1,
-            "class_weights": {"car": 4.0},
+            # steps select 128-px chips holding their classes (IDEC selects 600-px patches of
+            # 6000-px tiles): a 640-px scene holds a few cars, and whole-scene selection would
+            # feed the car step mostly car-free windows
+            "chip_size": 128,
+            "class_weights": {"car": 8.0},
             "eval_tile": 320,
             "eval_overlap": 32,
             "val_fraction": 0.25,
@@ -47,6 +51,11 @@ PRESETS: dict[str, dict[str, Any]] = {
             "lr": 0.01,
             "lr_incremental": 0.005,
             "freeze_norm_incremental": True,
+            # at lr 0.005 on features trained from scratch, ILT's 100 · feature MSE and PLOP's
+            # POD grow the gradient norm ×10-×40 per step until the loss is inf within 3-6 steps
+            # (docs/benchmarks.md); MiB's gradient norm stays at 1-2, so the clip only catches
+            # blow-ups
+            "gradient_clip": 5.0,
             "accelerator": "cpu",
         },
     },
@@ -66,6 +75,32 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {"epochs": 30, "lr": 0.01, "lr_incremental": 0.001, "precision": "auto"},
     },
 }
+
+
+def describe(preset: str) -> str:
+    """One sentence stating a preset's data, model and schedule (for reports)."""
+    p = PRESETS[preset]
+    d, m, t = p["data"], p["model"], p["train"]
+    weights = ", ".join(f"{k} ×{v:g}" for k, v in (d.get("class_weights") or {}).items())
+    parts = [
+        f"{m['encoder']} encoder (weights {m.get('weights', 'imagenet')}, output stride "
+        f"{m.get('output_stride', 16)}) on {t.get('accelerator', 'auto')}",
+        f"{p['sample']['tiles']} sample scenes of {p['sample']['size']} px "
+        f"({d['val_fraction']:.0%} held out for validation)",
+        f"{d['samples_per_epoch']} random {d['patch_size']}-px windows per epoch, batch "
+        f"{d['batch_size']}" + (f", class-weighted sampling ({weights})" if weights else ""),
+    ]
+    if d.get("chip_size"):
+        parts.append(f"each step trains on the {d['chip_size']}-px chips holding its classes")
+    parts.append(
+        f"{t['epochs']} epochs at step 0 and for joint (lr {t['lr']:g}), "
+        f"{t.get('epochs_incremental', t['epochs'])} per incremental step "
+        f"(lr {t.get('lr_incremental', 0.001):g}"
+        + (", normalisation frozen" if t.get("freeze_norm_incremental") else "")
+        + (f", gradient norm clipped at {t['gradient_clip']:g}" if t.get("gradient_clip") else "")
+        + ")"
+    )
+    return "Settings: " + "; ".join(parts) + "."
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 import pytest
 
-from geociss.bench import BenchRow, _relative, markdown, method_config, step_cost
+from geociss.bench import BenchRow, _relative, describe, markdown, method_config, step_cost
 from geociss.errors import ConfigError
 
 
@@ -35,3 +35,10 @@ def test_step_cost_measures_time_and_memory_in_a_fresh_process():
     assert 0 < seconds < 120
     # a batch of 8 × 256² with activations kept for backward needs tens of MiB at least
     assert 10 < peak < 8000
+
+
+def test_describe_states_the_preset_settings():
+    text = describe("small")
+    assert "tiny encoder" in text and "128-px chips" in text and "car ×8" in text
+    assert "gradient norm clipped at 5" in text
+    assert "gradient" not in describe("paper")
