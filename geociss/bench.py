@@ -132,14 +132,33 @@ def method_config(spec: str, configs: Path | None = None) -> dict[str, Any]:
     return {"name": spec, "params": {}}
 
 
-def experiment(preset: str, task: str, spec: str, data: Path, out: Path) -> Any:
-    """The experiment config of one benchmark cell."""
+def experiment(
+    preset: str,
+    task: str,
+    spec: str,
+    data: Path | None,
+    out: Path,
+    data_section: dict[str, Any] | None = None,
+) -> Any:
+    """The experiment config of one benchmark cell.
+
+    The data are a folder with ``images/``, ``labels/`` and ``classes.yaml`` (``data``), or a
+    ``data:`` section of an experiment config (``data_section``, e.g. ISPRS Potsdam read from
+    its archives): its keys override the preset's data settings.
+    """
     from geociss.config.experiment import ExperimentConfig
 
     p = copy.deepcopy(PRESETS[preset])
-    p["data"].update(
-        images=str(data / "images"), labels=str(data / "labels"), schema=str(data / "classes.yaml")
-    )
+    if data_section is not None:
+        p["data"].update(data_section)
+    elif data is not None:
+        p["data"].update(
+            images=str(data / "images"),
+            labels=str(data / "labels"),
+            schema=str(data / "classes.yaml"),
+        )
+    else:
+        raise ValueError("give the data folder or a data section")
     return ExperimentConfig.model_validate(
         {
             "name": f"{spec}_{preset}_{task}",
@@ -245,13 +264,18 @@ def run_bench(
     data: Path | None = None,
     log: Callable[[str], None] = print,
     progress: bool = False,
+    data_section: dict[str, Any] | None = None,
 ) -> list[BenchRow]:
-    """Run every (task, method) cell (resumable: finished steps are skipped)."""
+    """Run every (task, method) cell (resumable: finished steps are skipped).
+
+    Data: ``data_section`` (a config's ``data:`` mapping), else the folder ``data``, else
+    sample scenes generated under ``out/sample`` with the preset's size.
+    """
     from geociss.data.synthetic import generate_scenes
     from geociss.engine.runner import ScenarioRunner
     from geociss.errors import GeocissError
 
-    if data is None:
+    if data is None and data_section is None:
         data = out / "sample"
         if not (data / "classes.yaml").is_file():
             generate_scenes(data, **PRESETS[preset]["sample"])
@@ -262,7 +286,9 @@ def run_bench(
         for spec in methods:
             log(f"bench: {spec} on {task}")
             runner = ScenarioRunner(
-                experiment(preset, task, spec, data, out / "runs"), log=log, progress=progress
+                experiment(preset, task, spec, data, out / "runs", data_section),
+                log=log,
+                progress=progress,
             )
             try:
                 scores = runner.run().last.scores

@@ -42,3 +42,48 @@ def test_describe_states_the_preset_settings():
     assert "tiny encoder" in text and "128-px chips" in text and "car ×8" in text
     assert "gradient norm clipped at 5" in text
     assert "gradient" not in describe("paper")
+
+
+def test_experiment_takes_a_data_section_over_the_preset(tmp_path):
+    """`geociss bench --data-config configs/data/potsdam.yaml`: ISPRS from its archives."""
+    from fakes_isprs import others, write_potsdam
+
+    from geociss.bench import experiment
+    from geociss.engine.data import ExperimentData
+
+    root = write_potsdam(tmp_path, ("2_10", "2_11", "2_13"), modalities=("rgb",))
+    section = {
+        "dataset": "potsdam",
+        "root": str(root),
+        "modality": "rgb",
+        "schema": "isprs-rgb",
+        "chip_size": 32,
+        "exclude_tiles": others("potsdam", ("2_10", "2_11", "2_13")),
+    }
+    cfg = experiment("small", "4-1", "mib", None, tmp_path / "runs", section)
+    assert cfg.data.dataset == "potsdam" and cfg.data.chip_size == 32
+    assert cfg.data.batch_size == 8  # the preset fills what the section leaves out
+    assert cfg.method.name == "mib" and cfg.scenario.task == "4-1"
+    from geociss.data.classes import ClassSchema
+
+    data = ExperimentData.load(cfg.data, ClassSchema.load(cfg.data.class_schema))
+    assert [t.stem for t in data.val_tiles] == ["top_potsdam_2_13"]
+    with pytest.raises(ValueError, match="data folder or a data section"):
+        experiment("small", "4-1", "mib", None, tmp_path / "runs")
+
+
+def test_bench_cli_rejects_data_and_data_config_together(tmp_path):
+    from click.testing import CliRunner
+
+    from geociss.cli.main import cli
+
+    cfg = tmp_path / "d.yaml"
+    cfg.write_text("data:\n  images: a\n  labels: b\n")
+    both = CliRunner().invoke(
+        cli, ["bench", "--data", str(tmp_path), "--data-config", str(cfg), "--out", str(tmp_path)]
+    )
+    assert both.exit_code == 2 and "not both" in both.output
+    empty = tmp_path / "e.yaml"
+    empty.write_text("train:\n  epochs: 1\n")
+    none = CliRunner().invoke(cli, ["bench", "--data-config", str(empty), "--out", str(tmp_path)])
+    assert none.exit_code == 2 and "no data: section" in none.output

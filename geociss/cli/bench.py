@@ -29,9 +29,22 @@ import click
     default=None,
     help="A folder with images/, labels/ and classes.yaml [default: sample scenes].",
 )
+@click.option(
+    "--data-config",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="A config whose data: section to use instead, e.g. configs/data/potsdam.yaml "
+    "(ISPRS read from the official archives); its keys override the preset's data settings.",
+)
 @click.option("--progress/--no-progress", default=False, help="Show training progress bars.")
 def bench(
-    preset: str, methods: str, tasks: str, out: Path, data: Path | None, progress: bool
+    preset: str,
+    methods: str,
+    tasks: str,
+    out: Path,
+    data: Path | None,
+    data_config: Path | None,
+    progress: bool,
 ) -> None:
     """Train every method on every task and print old/new/all mIoU, all/joint and step cost.
 
@@ -43,6 +56,16 @@ def bench(
 
     from geociss.bench import markdown, run_bench
 
+    section = None
+    if data_config is not None:
+        from geociss.config.load import load_config
+        from geociss.errors import ConfigError
+
+        if data is not None:
+            raise ConfigError("give --data or --data-config, not both")
+        section = load_config(data_config).get("data")
+        if not isinstance(section, dict):
+            raise ConfigError(f"{data_config}: no data: section")
     console = Console()
     rows = run_bench(
         [m for m in methods.split(",") if m],
@@ -52,6 +75,7 @@ def bench(
         data,
         log=console.print,
         progress=progress,
+        data_section=section,
     )
     console.print(Markdown(markdown(rows)))
     console.print(f"results: {out / 'bench.json'}")
