@@ -1,7 +1,8 @@
 """``predict`` on large rasters: wall time vs the bare model forward, throughput, peak memory.
 
-Run: ``python -m benchmarks.bench_predict`` (about 10 minutes on 2 cores; ``--sizes 4096`` for
-a quick look). Writes the ``predict`` section of docs/benchmarks.md.
+Run: ``python -m benchmarks.bench_predict`` (25-60 minutes on 2 cores, depending on what else
+runs there; ``--quick`` runs the 4096² rows only). Writes the ``predict`` section of
+docs/benchmarks.md.
 
 Rasters of 4096², 16384² and 32768² pixels (3-band uint8, tiled 512, deflate, a cheap integer
 pattern) are generated once into a cache folder. Each case runs in a fresh subprocess, which
@@ -11,16 +12,22 @@ reports:
   DataLoader worker, forward, blending, streamed GTiff writes; the COG finalisation is timed
   apart) with the default settings: tile 512, overlap 128, batch 4, class raster only;
 * **bare**: the model alone (``model(x)`` under ``inference_mode``) on the same number of tiles
-  and the same batch size, on a tensor already in memory;
+  (overlap included: the extra tiles are the model's cost, not overhead) and the same batch
+  size, on a tensor already in memory;
 * **peak RSS**: ``VmHWM`` of the process (the reader worker's peak is reported apart), and the
-  resident size after the imports and the model load, before predicting. Memory does not grow
-  with the height; it grows with the width up to the row-band budget, so the 32768² raster is
-  run a second time with a 32 MiB budget (column groups) to show the cap.
+  resident size after the imports and the model load, before predicting.
 
-The model is deliberately tiny (a 3x3 conv to 8 channels, ReLU, a 1x1 conv to 3 classes) so
-that the 32k² case finishes in minutes on a CPU; the ratio bare/predict is then a measure of
-everything around the model. A second row on the 4096² raster uses a heavier fully convolutional
-net (4 3x3 convs of width 32) to show the ratio when the model does real work.
+The models are geociss :class:`~geociss.models.SegmentationModel` networks built from a
+:class:`~geociss.models.ModelConfig` as a step bundle would build them (random weights, 4 + 1
+classes like the demo's 4-1 task):
+
+* ``deeplab-tiny``: the ``geociss demo`` network (encoder ``tiny``, ASPP width 64, group norm,
+  output stride 16), on 4096² and 16384² (the memory rows);
+* ``deeplab-resnet18``: encoder ``resnet18`` (``weights: none``, output stride 16, ASPP 256), on
+  4096², a realistic CPU deployment;
+* ``toy``: a 3x3 conv to 8 channels, ReLU, a 1x1 conv to 3 classes, which does almost no work:
+  an overhead stress test on 4096², and the memory row at 32768² (predict only, no bare run:
+  the tiny DeepLab would need about half an hour there on 2 cores).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -44,9 +52,21 @@ from torch import nn
 
 from benchmarks._report import update_section
 
-SIZES = (4096, 16384, 32768)
-TILE, OVERLAP, BATCH = 512, 128, 4
-DEFAULT_MB, SMALL_MB = 256, 32
+TILE, OVERLAP, BATCH, BUFFER_MB = 512, 128, 4, 256
+CLASSES_PER_STEP = [4, 1]
+CASES: list[tuple[int, str, bool]] = [  # (raster side, model, measure the bare model)
+    (4096, "deeplab-tiny", True),
+    (4096, "deeplab-resnet18", True),
+    (4096, "toy", True),
+    (32768, "toy", False),
+    (16384, "deeplab-tiny", True),
+]
+"""The longest case last; the report is rewritten after every case."""
+ROLE = {
+    "deeplab-tiny": "demo model",
+    "deeplab-resnet18": "CPU deployment",
+    "toy": "overhead stress test",
+}
 CACHE = Path(os.environ.get("GEOCISS_BENCH_DIR", Path(tempfile.gettempdir()) / "geociss-bench"))
 
 
@@ -77,16 +97,20 @@ def make_raster(size: int) -> Path:
 
 
 def build_net(kind: str) -> nn.Module:
-    """The benchmark models (random weights, fixed seed)."""
+    """The benchmark models (random weights, fixed seed), in eval mode."""
     torch.manual_seed(0)
-    if kind == "tiny":
+    if kind == "toy":
         return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 1)).eval()
-    layers: list[nn.Module] = []
-    width = 3
-    for _ in range(4):
-        layers += [nn.Conv2d(width, 32, 3, padding=1), nn.ReLU()]
-        width = 32
-    return nn.Sequential(*layers, nn.Conv2d(32, 3, 1)).eval()
+    from geociss.models import ModelConfig, SegmentationModel
+
+    if kind == "deeplab-tiny":  # geociss.demo.demo_config
+        config = ModelConfig(encoder="tiny", weights="none", aspp_channels=64, norm="group",
+                             norm_groups=16, output_stride=16)
+    elif kind == "deeplab-resnet18":
+        config = ModelConfig(encoder="resnet18", weights="none", output_stride=16)
+    else:
+        raise ValueError(f"unknown benchmark model {kind!r}")
+    return SegmentationModel(config, CLASSES_PER_STEP).eval()
 
 
 def _status(key: str) -> int:
@@ -97,7 +121,7 @@ def _status(key: str) -> int:
     return 0
 
 
-def child(size: int, kind: str, buffer_mb: int) -> dict[str, float]:
+def child(size: int, kind: str, bare: bool) -> dict[str, Any]:
     """One case, in this (fresh) process; returns the measurements."""
     from geociss.inference.grid import TileGrid
     from geociss.inference.model import LoadedModel, PredictOptions
@@ -106,17 +130,21 @@ def child(size: int, kind: str, buffer_mb: int) -> dict[str, float]:
 
     src = make_raster(size)
     net = build_net(kind)
-    style = ClassStyle(["a", "b", "c"], [(255, 0, 0), (0, 255, 0), (0, 0, 255)])
-    model = LoadedModel(net, 3, 3, style, mean=[127.0] * 3, std=[64.0] * 3, key=kind, name=kind)
-    opts = PredictOptions(tile=TILE, overlap=OVERLAP, batch_size=BATCH, buffer_mb=buffer_mb)
+    classes = 3 if kind == "toy" else sum(CLASSES_PER_STEP)
+    style = ClassStyle([f"class {i}" for i in range(classes)],
+                       [(40 * i, 255 - 40 * i, 128) for i in range(classes)])
+    model = LoadedModel(net, 3, classes, style, mean=[127.0] * 3, std=[64.0] * 3, key=kind,
+                        name=kind)
+    opts = PredictOptions(tile=TILE, overlap=OVERLAP, batch_size=BATCH, buffer_mb=BUFFER_MB)
     baseline = _status("VmRSS")
+    load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(dir=CACHE) as out:
         import geociss.inference.run as run_module
 
         publish = run_module.publish
         spent = {"publish": 0.0}
 
-        def timed_publish(*args, **kwargs):
+        def timed_publish(*args: Any, **kwargs: Any) -> Any:
             t = time.perf_counter()
             try:
                 return publish(*args, **kwargs)
@@ -131,80 +159,115 @@ def child(size: int, kind: str, buffer_mb: int) -> dict[str, float]:
     peak = _status("VmHWM")
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     tiles = len(TileGrid.build(size, size, TILE, OVERLAP))
-    x = torch.rand(BATCH, 3, TILE, TILE) * 255
-    start = time.perf_counter()
-    with torch.inference_mode():
-        for _ in range(-(-tiles // BATCH)):
-            net(x)
-    bare = time.perf_counter() - start
+    bare_s = None
+    if bare:
+        x = torch.rand(BATCH, 3, TILE, TILE) * 255
+        load.append(os.getloadavg()[0])
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for _ in range(-(-tiles // BATCH)):
+                net(x)
+        bare_s = time.perf_counter() - start
     return {
-        "size": size, "model": kind, "buffer_mb": buffer_mb, "tiles": tiles,
-        "predict_s": total - spent["publish"],
-        "publish_s": spent["publish"], "bare_s": bare, "peak": peak, "baseline": baseline,
-        "worker_peak": workers,
+        "size": size, "model": kind, "tiles": tiles, "predict_s": total - spent["publish"],
+        "publish_s": spent["publish"], "bare_s": bare_s, "peak": peak, "baseline": baseline,
+        "worker_peak": workers, "load": load,
     }
 
 
-def run_case(size: int, kind: str, buffer_mb: int) -> dict[str, float]:
+def run_case(size: int, kind: str, bare: bool) -> dict[str, Any]:
     """Run :func:`child` in a fresh interpreter (clean peak-memory counters)."""
     cmd = [sys.executable, "-m", "benchmarks.bench_predict", "--child", str(size), kind,
-           str(buffer_mb)]
+           "bare" if bare else "predict"]
     env = {"THP_MEM_ALLOC_ENABLE": "1", **os.environ}  # as `geociss predict` sets it
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def table(rows: list[dict[str, float]]) -> str:
+def table(rows: list[dict[str, Any]]) -> str:
     """The markdown table of the measured cases."""
     mib = 2**20
     lines = [
-        "| raster | model | buffer MiB | tiles | predict s | bare model s | bare/predict | "
-        "output Mpx/s | COG finalise s | peak RSS MiB | RSS before predict MiB | "
-        "reader worker peak MiB |",
+        "| raster | model | tiles | predict s | bare model s | bare/predict | output Mpx/s | "
+        "COG finalise s | peak RSS MiB | RSS before predict MiB | reader worker peak MiB | "
+        "load avg |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         mpx = r["size"] ** 2 / 1e6
+        bare, ratio, role = "–", "–", "memory only"
+        if r["bare_s"] is not None:
+            role = ROLE[r["model"]]
+            bare, ratio = f"{r['bare_s']:.1f}", f"{r['bare_s'] / r['predict_s']:.2f}"
         lines.append(
-            f"| {r['size']}² | {r['model']} | {r['buffer_mb']} | {r['tiles']} | "
-            f"{r['predict_s']:.1f} | "
-            f"{r['bare_s']:.1f} | {r['bare_s'] / r['predict_s']:.2f} | "
-            f"{mpx / r['predict_s']:.1f} | {r['publish_s']:.1f} | {r['peak'] / mib:.0f} | "
-            f"{r['baseline'] / mib:.0f} | {r['worker_peak'] / mib:.0f} |"
+            f"| {r['size']}² | {r['model']} ({role}) | {r['tiles']} | "
+            f"{r['predict_s']:.1f} | {bare} | {ratio} | {mpx / r['predict_s']:.1f} | "
+            f"{r['publish_s']:.1f} | {r['peak'] / mib:.0f} | {r['baseline'] / mib:.0f} | "
+            f"{r['worker_peak'] / mib:.0f} | {' / '.join(f'{v:.1f}' for v in r['load'])} |"
         )
     return "\n".join(lines)
+
+
+def describe(rows: list[dict[str, Any]]) -> str:
+    """The report section: settings, how to read the table, the table."""
+    return (
+        f"`python -m benchmarks.bench_predict` on {os.cpu_count()} CPU cores shared with other "
+        f"jobs (*load avg* = their 1-minute load average when the predict run / the bare run "
+        f"started: every time grows with it, and a ratio is only fair when both are alike), "
+        f"torch {torch.__version__}: tile {TILE}, overlap "
+        f"{OVERLAP}, batch {BATCH}, one reader worker, class raster only, row-band budget "
+        f"{BUFFER_MB} MiB. *predict* excludes the COG finalisation (its own column). *bare "
+        "model* = the network alone on the same tiles (overlap included) and batch size; goal: "
+        "bare/predict >= 0.85, i.e. reading, blending and writing add at most 15 %. The "
+        "DeepLab networks are geociss `SegmentationModel`s built from a `ModelConfig` "
+        "(random weights, 5 classes): `deeplab-tiny` is the `geociss demo` network (encoder "
+        "`tiny`, ASPP 64, group norm, OS16), `deeplab-resnet18` a resnet18 encoder (OS16, "
+        "ASPP 256). `toy` (a 3x3 conv to 8 channels and a 1x1 conv, 3 classes) does almost no "
+        "work, so its ratio measures the pipeline's own cost per tile (overhead stress test); "
+        f"its 32768² row shows memory only (no bare run): {_too_long(rows)}. Peak RSS = VmHWM "
+        "of the predicting process, "
+        "including the torch baseline shown before it; it does not grow with the raster's "
+        "height, and a wider raster adds at most the row-band budget.\n\n" + table(rows)
+    )
+
+
+def _too_long(rows: list[dict[str, Any]]) -> str:
+    """Why the tiny DeepLab has no 32768² row: its time there, scaled from its largest row."""
+    done = [r for r in rows if r["model"] == "deeplab-tiny" and r["bare_s"] is not None]
+    if not done:
+        return "the tiny DeepLab would take far longer than 8 minutes there on these cores"
+    big = max(done, key=lambda r: r["tiles"])
+    tiles = len(_grid_origins(32768)) ** 2
+    minutes = (big["predict_s"] + big["bare_s"]) * tiles / big["tiles"] / 60
+    return (f"the tiny DeepLab would take about {minutes:.0f} minutes there (predict + bare, "
+            f"scaled from its {big['size']}² row)")
+
+
+def _grid_origins(size: int) -> list[int]:
+    from geociss.inference.grid import TileGrid
+
+    return list(TileGrid.build(size, size, TILE, OVERLAP).rows)
 
 
 def main() -> None:
     """Entry point: run the cases and write the report section."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
-    parser.add_argument("--child", nargs=3, metavar=("SIZE", "MODEL", "MB"),
+    parser.add_argument("--quick", action="store_true", help="only the 4096² rows")
+    parser.add_argument("--child", nargs=3, metavar=("SIZE", "MODEL", "BARE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(int(args.child[0]), args.child[1], int(args.child[2]))))
+        size, kind, bare = args.child
+        print(json.dumps(child(int(size), kind, bare == "bare")))
         return
-    big, small = max(args.sizes), min(args.sizes)
-    cases = [(s, "tiny", DEFAULT_MB) for s in args.sizes]
-    cases += [(big, "tiny", SMALL_MB), (small, "conv32x4", DEFAULT_MB)]
+    cases = [c for c in CASES if not args.quick or c[0] == 4096]
     rows = []
-    for size, kind, mb in cases:
+    for size, kind, bare in cases:
         make_raster(size)
-        rows.append(run_case(size, kind, mb))
+        rows.append(run_case(size, kind, bare))
         print(table(rows[-1:]).splitlines()[-1], flush=True)
-    md = (
-        f"`python -m benchmarks.bench_predict` on {os.cpu_count()} CPU cores, torch "
-        f"{torch.__version__}: tile {TILE}, overlap {OVERLAP}, batch {BATCH}, one reader "
-        "worker, class raster only; *buffer* = the row-band budget (`--buffer-mb`, default 256; "
-        f"the {SMALL_MB} MiB row cuts the widest raster into column groups). "
-        "*predict* excludes the COG "
-        "finalisation (its own column). *bare model* = the network alone on the same number of "
-        "tiles and batch size (goal: bare/predict >= 0.85). Peak RSS = VmHWM of the predicting "
-        "process, including the torch baseline shown before it.\n\n" + table(rows)
-    )
-    update_section("predict", md)
-    print(md)
+        update_section("predict", describe(rows))
+    print(describe(rows))
 
 
 if __name__ == "__main__":
