@@ -1,4 +1,4 @@
-"""``geociss demo``: sample scenes → step 0 → add "car" with fine-tuning and MiB → table → map."""
+"""``geociss demo``: sample scenes → step 0 → add "tree" with fine-tuning and MiB → table → map."""
 
 from __future__ import annotations
 
@@ -33,14 +33,14 @@ import click
 def demo(out: Path, method: str, quick: bool, workers: int, no_progress: bool) -> None:
     """Show class-incremental learning end to end on the embedded ISPRS-like sample scenes.
 
-    Trains a land-cover model on impervious surfaces, buildings, low vegetation and trees,
-    then adds cars from data labelled for cars only, once by plain fine-tuning and once with
-    METHOD, prints old/new/all mIoU side by side and maps a held-out scene.
+    Trains a land-cover model on impervious surfaces, buildings and low vegetation, then adds
+    trees from data labelled for trees only, once by plain fine-tuning and once with METHOD,
+    prints old/new/all mIoU side by side and maps a held-out scene.
     """
     from rich.console import Console
     from rich.table import Table
 
-    from geociss.demo import comparison_rows, run_demo
+    from geociss.demo import NEW_CLASS, comparison_rows, run_demo
     from geociss.methods import get_method
 
     get_method(method)  # a bad name fails before any work
@@ -53,7 +53,7 @@ def demo(out: Path, method: str, quick: bool, workers: int, no_progress: bool) -
         log=console.print,
         progress=not no_progress,
     )
-    table = Table(title="task 4-1 after adding 'car' (mIoU %, validation scenes)")
+    table = Table(title=f"after adding '{NEW_CLASS}' (mIoU %, validation scenes)")
     for col in ("method", "old classes", "new class", "all"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for row in comparison_rows(result["scores"]):

@@ -14,9 +14,12 @@ def test_demo_quick(tmp_path):
     assert result.exit_code == 0, result.output
     assert "finetune" in result.output and "mib" in result.output
     for method in ("finetune", "mib"):
-        bundle = StepBundle.load(out / "runs" / f"{method}-4-1" / "step1" / "bundle.safetensors")
-        assert bundle.channel_names[-1] == "car"
-        assert (out / "runs" / f"{method}-4-1" / "history.png").is_file()
+        run = out / "runs" / f"{method}-add-tree"
+        bundle = StepBundle.load(run / "step1" / "bundle.safetensors")
+        assert bundle.channel_names == [
+            "impervious surfaces", "building", "low vegetation", "tree"
+        ]
+        assert (run / "history.png").is_file()
     maps = sorted(p.name for p in (out / "maps").iterdir())
     assert any(n.endswith("_classes.tif") for n in maps)
     assert any(n.endswith("_classes.qml") for n in maps)
