@@ -82,18 +82,24 @@ def test_quickstart(quick_kernel):
     )
     nb, state = execute("quickstart.ipynb", quick_kernel, probe)
 
-    rows = ["step 0 (before car)", "step 1: finetune", "step 1: mib"]
+    # the demo's story (geociss.demo): three base classes, then tree; car and clutter left out
+    rows = ["step 0 (before tree)", "step 1: finetune", "step 1: mib"]
     assert state["index"] == rows
-    classes = ["impervious surfaces", "building", "low vegetation", "tree", "car"]
+    classes = ["impervious surfaces", "building", "low vegetation", "tree"]
     assert state["columns"] == ["old", "new", "all", *classes]
     assert all(v == -1 or 0 <= v <= 100 for row in state["values"] for v in row)
-    assert state["values"][0][1] == -1  # no car mIoU before car is learned
+    assert state["values"][0][1] == -1  # no tree mIoU before tree is learned
+    assert state["values"][0][6] == -1  # nor a tree IoU
     assert all(r in shown_text(tagged(nb, "table")) for r in rows)
+    runs = quick_kernel / "quickstart-quick" / "runs"
+    for method in ("finetune", "mib"):
+        assert (runs / f"{method}-add-tree" / "step1" / "bundle.safetensors").is_file()
 
+    assert set(state["maps"]) == {"finetune", "mib"}
     for method, path in state["maps"].items():
         tif = quick_kernel / path
         with rasterio.open(tif) as src:
-            assert src.crs is not None and src.colormap(1)[4][:3] == (255, 255, 0)  # car
+            assert src.crs is not None and src.colormap(1)[3][:3] == (0, 255, 0)  # tree
             assert set(src.read(1).ravel().tolist()) <= set(range(len(classes)))
         assert tif.with_suffix(".qml").is_file(), method
 
