@@ -8,7 +8,8 @@
 5. map a held-out scene with the incremental model into a styled GeoTIFF (+ QGIS style);
 6. say where everything is and how to open it in QGIS.
 
-Cars and clutter are left out of the demo (ignored in training and scoring): a tiny network
+Cars and clutter are left out of the demo (background in the training labels, as ISPRS clutter
+is in IDEC's protocol, and not scored): a tiny network
 trained from scratch for a few CPU minutes does not learn a class that small (car IoU stays 0
 even with joint training in this budget; docs/benchmarks.md), and a demo whose new class scores
 0 for every method would not show what a class-incremental method does.
@@ -28,7 +29,7 @@ BASE_CLASSES = ("impervious surfaces", "building", "low vegetation")
 NEW_CLASS = "tree"
 """The class added at step 1 from data labelled for it alone."""
 LEFT_OUT = ("car", "clutter")
-"""Classes no step learns (ignored in training labels and scores)."""
+"""Classes no step learns (background in training labels, ignored in the scores)."""
 RUN_SUFFIX = "add-tree"
 """Run folders are ``runs/<method>-add-tree``."""
 
