@@ -2,7 +2,7 @@
 
 import pytest
 
-from geociss.bench import BenchRow, _relative, describe, markdown, method_config, step_cost
+from geociss.bench import PRESETS, BenchRow, _relative, describe, markdown, method_config, step_cost
 from geociss.errors import ConfigError
 
 
@@ -87,3 +87,19 @@ def test_bench_cli_rejects_data_and_data_config_together(tmp_path):
     empty.write_text("train:\n  epochs: 1\n")
     none = CliRunner().invoke(cli, ["bench", "--data-config", str(empty), "--out", str(tmp_path)])
     assert none.exit_code == 2 and "no data: section" in none.output
+
+
+def test_preset_method_params_override_the_method_fragment(tmp_path):
+    from geociss.bench import experiment
+
+    plop = experiment("small", "4-1", "plop-median", tmp_path, tmp_path / "runs")
+    assert plop.method.name == "plop"
+    assert plop.method.params["pod_factor"] == 0.001  # the preset's weight
+    assert plop.method.params["pseudo_bins"] == 1000  # the fragment's own setting survives
+    assert experiment("small", "4-1", "ilt", tmp_path, tmp_path / "r").method.params[
+        "feature_weight"
+    ] == 10.0
+    assert "mib" not in PRESETS["small"]["method_params"]
+    assert "pod_factor 0.001" in describe("small")
+    paper = experiment("paper", "4-1", "plop", tmp_path, tmp_path / "p")
+    assert paper.method.params["pod_factor"] == 0.01  # the papers' weights
