@@ -15,108 +15,25 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "small": {
-        "sample": {"tiles": 8, "size": 640, "seed": 0},
-        "data": {
-            "patch_size": 256,
-            "batch_size": 8,
-            "samples_per_epoch": 256,
-            "num_workers": 1,
-            # steps select 128-px chips holding their classes (IDEC selects 600-px patches of
-            # 6000-px tiles): a 640-px scene holds a few cars, and whole-scene selection would
-            # feed the car step mostly car-free windows
-            "chip_size": 128,
-            "class_weights": {"car": 8.0},
-            "eval_tile": 320,
-            "eval_overlap": 32,
-            "val_fraction": 0.25,
-        },
-        "model": {
-            "encoder": "tiny",
-            "weights": "none",
-            "aspp_channels": 64,
-            "norm": "group",
-            "norm_groups": 16,
-        },
-        "train": {
-            "epochs": 10,
-            "epochs_incremental": 4,
-            "lr": 0.01,
-            "lr_incremental": 0.005,
-            "freeze_norm_incremental": True,
-            # at lr 0.005 on features trained from scratch, ILT's 100 · feature MSE and PLOP's
-            # POD grow the gradient norm ×10-×40 per step until the loss is inf within 3-6 steps
-            # (docs/benchmarks.md); MiB's gradient norm stays at 1-2, so the clip only catches
-            # blow-ups
-            "gradient_clip": 5.0,
-            "accelerator": "cpu",
-        },
-        # distillation weights for an encoder trained from scratch (METHODS.md §5.9). With the
-        # papers' weights (tuned on ImageNet features) on task 2-2-1: PLOP's POD at 0.01 collapses
-        # at the car step (old/new mIoU 17.4/8.4, fine-tune 17.0/0); at 0.001 it gives 40.1/24.5.
-        # ILT's 100 · encoder MSE pins the features (30.6/5.9); at 10: 35.8/17.2.
-        "method_params": {
-            "plop": {"pod_factor": 0.001, "pod_logits_factor": 0.00005},
-            "ilt": {"feature_weight": 10.0},
-        },
-    },
-    "paper": {
-        "sample": {"tiles": 24, "size": 1536, "seed": 0},
-        "data": {
-            "patch_size": 512,
-            "batch_size": 12,
-            "samples_per_epoch": 2300,
-            "num_workers": 8,
-            "class_weights": {"car": 4.0},
-            "eval_tile": 600,
-            "eval_overlap": 64,
-            "val_fraction": 0.25,
-        },
-        "model": {"encoder": "resnet101", "weights": "imagenet", "output_stride": 16},
-        "train": {"epochs": 30, "lr": 0.01, "lr_incremental": 0.001, "precision": "auto"},
-    },
-}
+from geociss.bench.cost import step_cost
+from geociss.bench.presets import PRESETS, describe
 
-
-def describe(preset: str) -> str:
-    """One sentence stating a preset's data, model and schedule (for reports)."""
-    p = PRESETS[preset]
-    d, m, t = p["data"], p["model"], p["train"]
-    weights = ", ".join(f"{k} ×{v:g}" for k, v in (d.get("class_weights") or {}).items())
-    parts = [
-        f"{m['encoder']} encoder (weights {m.get('weights', 'imagenet')}, output stride "
-        f"{m.get('output_stride', 16)}) on {t.get('accelerator', 'auto')}",
-        f"{p['sample']['tiles']} sample scenes of {p['sample']['size']} px "
-        f"({d['val_fraction']:.0%} held out for validation)",
-        f"{d['samples_per_epoch']} random {d['patch_size']}-px windows per epoch, batch "
-        f"{d['batch_size']}" + (f", class-weighted sampling ({weights})" if weights else ""),
-    ]
-    if d.get("chip_size"):
-        parts.append(f"each step trains on the {d['chip_size']}-px chips holding its classes")
-    parts.append(
-        f"{t['epochs']} epochs at step 0 and for joint (lr {t['lr']:g}), "
-        f"{t.get('epochs_incremental', t['epochs'])} per incremental step "
-        f"(lr {t.get('lr_incremental', 0.001):g}"
-        + (", normalisation frozen" if t.get("freeze_norm_incremental") else "")
-        + (f", gradient norm clipped at {t['gradient_clip']:g}" if t.get("gradient_clip") else "")
-        + ")"
-    )
-    tuned = p.get("method_params", {})
-    if tuned:
-        parts.append(
-            "distillation weights for a from-scratch encoder: "
-            + ", ".join(
-                f"{m} " + " ".join(f"{k} {v:g}" for k, v in kv.items()) for m, kv in tuned.items()
-            )
-        )
-    return "Settings: " + "; ".join(parts) + "."
+__all__ = [
+    "PRESETS",
+    "BenchRow",
+    "collect",
+    "describe",
+    "experiment",
+    "markdown",
+    "method_config",
+    "run_bench",
+    "step_cost",
+]
 
 
 @dataclass
@@ -140,7 +57,7 @@ def method_config(spec: str, configs: Path | None = None) -> dict[str, Any]:
     from geociss.config.load import load_config
     from geociss.methods import get_method
 
-    root = configs or Path(__file__).resolve().parents[1] / "configs"
+    root = configs or Path(__file__).resolve().parents[2] / "configs"
     fragment = root / "methods" / f"{spec}.yaml"
     if fragment.is_file():
         return dict(load_config(fragment)["method"])
@@ -192,90 +109,6 @@ def _with_preset_params(cfg: dict[str, Any], overrides: dict[str, Any]) -> dict[
     """A method config with the preset's parameter overrides for that method applied."""
     extra = overrides.get(cfg["name"], {})
     return {**cfg, "params": {**cfg.get("params", {}), **extra}} if extra else cfg
-
-
-def step_cost(spec: str, preset: str, repeats: int = 5) -> tuple[float, float]:
-    """Median seconds and peak memory (MiB) of one training step of a method at step 1.
-
-    Measured on a fixed batch with the 4-1 channels, in a fresh process so that the memory
-    peak is the method's own: on CPU the growth of the process's peak resident set (VmHWM)
-    over its size just before the first step, on CUDA ``torch.cuda.max_memory_allocated``.
-    """
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-        return pool.submit(_step_cost, spec, preset, repeats).result()
-
-
-def _peak_rss_mib() -> float:
-    """VmHWM of this process in MiB (Linux), or ru_maxrss elsewhere."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _step_cost(spec: str, preset: str, repeats: int) -> tuple[float, float]:
-    """Body of :func:`step_cost`, run in the child process."""
-    import torch
-
-    from geociss.engine.augment import AugmentConfig, BatchAugment
-    from geociss.methods import get_method
-    from geociss.methods.base import StepContext
-    from geociss.models.config import ModelConfig
-    from geociss.models.segmenter import SegmentationModel
-
-    p = PRESETS[preset]
-    cfg = method_config(spec)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(0)
-    teacher = SegmentationModel(ModelConfig(**{**p["model"], "weights": "none"}), [4])
-    teacher = teacher.to(device).eval().requires_grad_(False)
-    student = copy.deepcopy(teacher).train().requires_grad_(True)
-    student.add_step(1)
-    student.to(device)
-    method = get_method(cfg["name"]).from_config(cfg.get("params", {}), StepContext(1, (4, 1)))
-    method.init_new_classifier(student, teacher)
-    method.configure_model(student)
-    method.to(device)
-    size, b = p["data"]["patch_size"], p["data"]["batch_size"]
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(b, 3, size, size, generator=g).to(device)
-    y = torch.randint(0, 5, (b, size, size), generator=g).to(device)
-    if method.needs_prepass:
-        method.prepass(teacher, [{"image": x, "mask": y}])
-    opt = torch.optim.SGD([q for q in student.parameters() if q.requires_grad], lr=1e-4)
-    aug = BatchAugment(AugmentConfig())
-    before = _peak_rss_mib()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
-        xa, ya = aug(x, y, g)
-        out = student(xa, features=method.student_features())
-        old = None
-        if method.uses_teacher():
-            with torch.no_grad():
-                old = teacher(xa, features=method.teacher_features())
-        loss = sum(method.losses({"image": xa, "mask": ya}, out, old).values())
-        opt.zero_grad()
-        loss.backward()  # type: ignore[union-attr]
-        opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = _peak_rss_mib() - before
-    return float(sorted(times[1:])[len(times[1:]) // 2]), float(peak)
 
 
 def run_bench(
