@@ -34,10 +34,9 @@ PRESETS: dict[str, dict[str, Any]] = {
             "lr": 0.01,
             "lr_incremental": 0.005,
             "freeze_norm_incremental": True,
-            # at lr 0.005 on features trained from scratch, ILT's 100 · feature MSE and PLOP's
-            # POD grow the gradient norm ×10-×40 per step until the loss is inf within 3-6 steps
-            # (docs/benchmarks.md); MiB's gradient norm stays at 1-2, so the clip only catches
-            # blow-ups
+            # at lr 0.005 on features trained from scratch, ILT's 100 · feature MSE diverges
+            # within 3 steps and PLOP's POD lifts the gradient norm to 100-300 (MiB: 2-28), see
+            # docs/benchmarks.md and benchmarks/diag_incremental.py
             "gradient_clip": 5.0,
             "accelerator": "cpu",
         },
