@@ -14,17 +14,44 @@ over the teacher's ``C = C_old`` channels, a MEAN over classes; :func:`normalise
 it again by ``log |Y^t|`` (current channels, background included), as PLOP compares it with the
 thresholds.
 
-Threshold "median": PLOP's repository reads the bin where a running sum passes half of the
-class's pixel count, but adds the bin INDEX to the running sum instead of the bin's count.
-``median="repository"`` (the default) reproduces that: the published PLOP numbers, including the
-ISPRS numbers of IDEC's Table 3 that were re-run with PLOP's code, come from it. Since the
-indices of 100 bins sum to at most 4950, on a real pre-pass (millions of pixels) it stops only at
-a bin that alone holds about half of the class's pixels (bin 0 when most are very confident, which
-gives the floor), and otherwise runs to the last bin (0.99): a permissive threshold, since the
-normalised entropy never exceeds ``1 / (C_old · log |Y^t|)``. ``median="true"`` is the paper's
-intent (the bin containing the median entropy). Either way the threshold is the bin's lower
-border, floored at 0.001 (PLOP's ``threshold``); classes the teacher never predicts on
-background get the floor.
+Thresholds (:func:`histogram_median`, ``median=`` below; the histogram counts the teacher's
+predicted class ``c`` and entropy bin ``b = min(⌊h · B⌋, B − 1)`` of every pixel labelled 0, with
+``B`` bins of width ``1/B``; ``n_b`` is the count of bin ``b``, ``half = Σ_b n_b / 2``):
+
+* ``"repository"`` (default) computes exactly what PLOP's code (``find_median`` in its
+  ``train.py``) computes; the published PLOP numbers, including the ISPRS numbers of IDEC's
+  Table 3 that were re-run with PLOP's code, come from it. The bins are scanned in order with a
+  running sum ``r`` that starts at 0 and grows by the bin's INDEX, not its count (so ``r`` before
+  bin ``b`` is ``b(b − 1)/2``); the scan stops at the first bin with ``r ≤ half ≤ r + n_b`` and
+  interpolates inside it: ``u = b/B + (half − r) / n_b · 1/B``. Because the indices of 100 bins
+  sum to 4950 only, a class with many pixels stops only at a bin that alone holds about half of
+  them. When no bin qualifies the scan runs past the last bin (``r`` then holds the sum of all
+  indices, ``B(B − 1)/2``) and the same formula is applied with the last bin:
+  ``u = (B − 1)/B + (half − B(B − 1)/2) / n_{B−1} · 1/B``. With an empty last bin that is
+  ``−inf`` for a class with few pixels (``half < B(B − 1)/2``, e.g. under 9900 pixels with 100
+  bins), which the floor turns into 0.001; with a non-empty last bin it is a number below
+  ``(B − 1)/B``, usually negative (floored) for few pixels; for many pixels it is ``+inf`` or
+  above ``(B − 1)/B``: every pixel of the class passes. A stop at an EMPTY bin
+  (``half = r``, ``n_b = 0``, e.g. a class of 2 pixels both beyond the third bin) gives
+  ``0/0 = NaN``, which PLOP's floor (Python's ``max(τ, floor)``) leaves as NaN: no pixel of that
+  class passes. The code's own float steps are kept too: the bin read at step ``b`` is
+  ``int(b/B · B)``, which with 100 bins reads bin 28 at step 29 and bins 56, 57 at steps 57, 58;
+  ``half`` and the comparisons are float32, as with PLOP's tensors.
+* ``"true"`` (a geociss variant, the paper's intent): the running sum adds the bin's COUNT, so
+  the scan stops at the bin holding the median entropy of the class; the threshold is that bin's
+  lower border ``b/B``, not interpolated (a finer histogram, e.g. 1000 bins, makes it closer).
+* ``"geociss-legacy"`` (a geociss variant, what geociss computed as "repository" before it was
+  corrected): PLOP's stopping rule with exact integer indices, but the threshold is the stopping
+  bin's lower border ``b/B`` (no interpolation), and ``(B − 1)/B`` when no bin qualifies (every
+  pixel of the class passes). Kept to reproduce earlier geociss numbers.
+
+In every mode ``τ_c = max(u_c, floor)`` with PLOP's ``threshold`` 0.001 as the floor (a NaN stays
+NaN, as in PLOP), and a class the teacher never predicts on background gets the floor. A pixel is
+pseudo-labelled when its normalised entropy is strictly BELOW ``τ_ĉ``: a higher threshold accepts
+more pixels; the floor 0.001 keeps only almost one-hot teacher outputs. The normalised entropy
+never exceeds ``1 / (C_old · log |Y^t|)``, so any threshold above that accepts every pixel.
+PLOP builds the histogram on each GPU from that GPU's share of the data (no reduction across
+GPUs); geociss builds one histogram over the whole step's data, as PLOP on one GPU.
 """
 
 from __future__ import annotations
@@ -38,7 +65,9 @@ from torch import Tensor
 
 from geociss.data.classes import IGNORE_INDEX
 
-Median = Literal["repository", "true"]
+Median = Literal["repository", "true", "geociss-legacy"]
+MEDIANS: tuple[str, ...] = ("repository", "true", "geociss-legacy")
+"""The accepted ``median`` modes of :func:`histogram_median`."""
 
 ENTROPY_EPS = 1e-8
 """Added inside PLOP's ``log(p + eps)``."""
@@ -89,33 +118,50 @@ def _entropy_bins(entropy: Tensor, bins: int) -> Tensor:
     return (entropy * bins).long().clamp(0, bins - 1)
 
 
-def histogram_median(counts: Tensor, median: Median = "repository") -> float:
-    """Lower border of the "median" bin of one class's histogram (see module docstring).
+def _repository_median(counts: list[int]) -> float:
+    """PLOP's ``find_median`` value for one class (module docstring), NaN and ±inf included."""
+    bins = len(counts)
+    half = torch.tensor(sum(counts), dtype=torch.float32) / 2
+    running = 0.0  # a Python float, as PLOP's; grows by the (float) bin index
+    for step in range(bins):
+        border = step / bins
+        count = torch.tensor(counts[int(border * bins)])
+        if bool(half >= running) and bool(half <= running + count):
+            break
+        running += border * bins
+    # after a full scan (no break) ``border``, ``count`` are the last step's and ``running`` the
+    # sum of every index; a zero count then gives ±inf, or NaN when ``half == running``
+    return float(border + (half - running) / count * (1 / bins))
 
-    Scans the bins in order and stops at the first bin ``b`` with
-    ``running ≤ total/2 ≤ running + counts[b]``, where ``running`` is the count of the bins
-    before ``b`` (``"true"``) or the sum of their INDICES (``"repository"``, PLOP's quirk). If no
-    bin qualifies the last bin's border is returned, as PLOP's loop leaves it.
+
+def histogram_median(counts: Tensor, median: Median = "repository") -> float:
+    """Per-class threshold before the floor, from one class's histogram (see module docstring).
 
     Args:
         counts: (bins,) pixel counts of one class.
-        median: ``"repository"`` or ``"true"``.
+        median: ``"repository"`` (PLOP's code: index running sum, interpolation inside the
+            stopping bin, its ``±inf``/NaN cases included), ``"true"`` (geociss: lower border of
+            the bin holding the median) or ``"geociss-legacy"`` (geociss's earlier reading:
+            PLOP's stopping bin's lower border, ``(bins − 1)/bins`` if none).
 
     Returns:
-        ``b / bins``; 0.0 for an empty histogram.
+        The value ``u`` (``"repository"`` may give a value below 0, above 1, ``±inf`` or NaN);
+        0.0 for an empty histogram.
     """
-    if median not in ("repository", "true"):
-        raise ValueError(f"unknown median {median!r}; use 'repository' or 'true'")
-    values = [float(v) for v in counts.tolist()]
+    if median not in MEDIANS:
+        raise ValueError(f"unknown median {median!r}; use one of {', '.join(MEDIANS)}")
+    values = [int(v) for v in counts.tolist()]
+    if sum(values) <= 0:
+        return 0.0
+    if median == "repository":
+        return _repository_median(values)
     bins = len(values)
     half = sum(values) / 2
-    if half <= 0:
-        return 0.0
-    running = 0.0
+    running = 0
     for b, count in enumerate(values):
         if running <= half <= running + count:
             return b / bins
-        running += b if median == "repository" else count
+        running += b if median == "geociss-legacy" else count
     return (bins - 1) / bins
 
 
@@ -159,12 +205,16 @@ class EntropyHistogram:
         self.counts += hist.view(self.old_channels, self.bins).cpu()
 
     def thresholds(self, median: Median = "repository", floor: float = DEFAULT_FLOOR) -> Tensor:
-        """Per-class thresholds ``τ_c = max(median_c, floor)`` (C_old,) float32.
+        """Per-class thresholds ``τ_c = max(u_c, floor)`` (C_old,) float32.
+
+        Python's ``max``, as PLOP's: ``−inf`` and values under the floor become the floor,
+        ``+inf`` stays (every pixel passes) and NaN stays NaN (no pixel passes).
 
         Args:
-            median: ``"repository"`` (default, PLOP's numbers) or ``"true"``; see
-                :func:`histogram_median`.
-            floor: lowest threshold (PLOP: 0.001), also used for never-predicted classes.
+            median: ``"repository"`` (default, PLOP's code), ``"true"`` or
+                ``"geociss-legacy"``; see :func:`histogram_median`.
+            floor: lowest threshold (PLOP's ``threshold``, 0.001), also that of classes the
+                teacher never predicts on background.
         """
         values = [max(histogram_median(row, median), floor) for row in self.counts]
         return torch.tensor(values, dtype=torch.float32)
@@ -242,6 +292,7 @@ def check_teacher_labels(old_logits: Tensor, target: Tensor, old_channels: int) 
 __all__ = [
     "DEFAULT_BINS",
     "DEFAULT_FLOOR",
+    "MEDIANS",
     "EntropyHistogram",
     "Median",
     "PseudoLabels",

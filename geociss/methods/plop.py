@@ -29,6 +29,7 @@ from geociss.losses.pseudo import (
     DEFAULT_BINS,
     DEFAULT_FLOOR,
     EntropyHistogram,
+    Median,
     entropy_pseudo_labels,
 )
 from geociss.methods.base import IncrementalMethod, MethodParams, StepContext, register_method
@@ -67,16 +68,24 @@ class PLOPParams(MethodParams):
         description="Encoder stage outputs to distil: 'pre' (before the final activation, as "
         "PLOP; ResNet encoders only) or 'post' (after it; any encoder).",
     )
-    pseudo_median: Literal["repository", "true"] = Field(
+    pseudo_median: Median = Field(
         default="repository",
-        description="Threshold 'median' of the entropy histograms: 'repository' (PLOP's code, "
-        "which sums bin indices instead of counts; produced the published numbers) or 'true'.",
+        description="Per-class threshold read from the entropy histograms: 'repository' (exactly "
+        "PLOP's code, which produced the published numbers: a running sum of bin INDICES "
+        "against half the class's pixel count, interpolated inside the stopping bin; a class "
+        "where no bin stops gets -inf (then the floor) with few pixels, +inf or above 0.99 "
+        "(every pixel) with many, and NaN (no pixel) when the stop is at an empty bin), 'true' "
+        "(geociss variant: lower border of the bin holding the median entropy) or "
+        "'geociss-legacy' (geociss's earlier reading: lower border of PLOP's stopping bin, 0.99 "
+        "when none).",
     )
     pseudo_threshold: float = Field(
         default=DEFAULT_FLOOR,
         ge=0.0,
         le=1.0,
-        description="Lowest per-class entropy threshold (also that of never-predicted classes).",
+        description="Lowest per-class entropy threshold (PLOP's 'threshold'; also that of "
+        "classes the teacher never predicts on background). A pixel is pseudo-labelled when "
+        "its normalised entropy is below its class's threshold.",
     )
     pseudo_bins: int = Field(
         default=DEFAULT_BINS, ge=1, description="Bins of the entropy histograms on [0, 1]."

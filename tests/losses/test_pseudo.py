@@ -61,30 +61,109 @@ def test_image_without_background_gets_factor_zero():
     assert result.target.tolist() == [[[3, 4]]] and float(result.factor[0]) == 0.0
 
 
-def test_histogram_median_true_and_repository_on_hand_made_histograms():
-    spread = torch.tensor([2, 2, 2, 2, 2, 0, 0, 0, 0, 0])  # total 10, half 5
+def hist10(*counts):
+    """A 10-bin histogram (bin width 0.1) of one class."""
+    return torch.tensor(counts, dtype=torch.int64)
+
+
+# PLOP's running sum before bin b is the sum of the indices 0..b-1: 0, 0, 1, 3, 6, 10, ..., 36
+# before the last of 10 bins, and 45 after a scan that stops nowhere.
+
+
+def test_repository_interpolates_inside_the_stopping_bin():
+    # total 10, half 5: running 0, 0, 1, 3; stops at bin 3 (3 <= 5 <= 3 + 2)
+    # -> 0.3 + (5 - 3) / 2 * 0.1 = 0.4 (not the bin's lower border 0.3)
+    assert histogram_median(hist10(2, 2, 2, 2, 2, 0, 0, 0, 0, 0)) == pytest.approx(0.4)
+    # half 5 <= 6 at bin 0 -> 0 + 5 / 6 * 0.1
+    assert histogram_median(hist10(6, 2, 2, 0, 0, 0, 0, 0, 0, 0)) == pytest.approx(0.5 / 6)
+    # half 50: running 36 before bin 9 holding all 100 -> 0.9 + (50 - 36) / 100 * 0.1
+    assert histogram_median(hist10(0, 0, 0, 0, 0, 0, 0, 0, 0, 100)) == pytest.approx(0.914)
+
+
+def test_repository_without_a_stopping_bin_uses_the_last_bin():
+    # total 9, half 4.5: running 0, 0, 1, 3 (bins 0-3 hold 1 each), then 6 > 4.5: no bin
+    # qualifies; after the scan running = 45 and the last bin is empty:
+    # 0.9 + (4.5 - 45) / 0 * 0.1 = -inf -> floor
+    assert histogram_median(hist10(1, 1, 1, 1, 1, 1, 1, 1, 1, 0)) == -math.inf
+    # same with one pixel in the last bin: 0.9 + (5 - 45) / 1 * 0.1 = -3.1 -> floor
+    assert histogram_median(hist10(1, 1, 1, 1, 1, 1, 1, 1, 1, 1)) == pytest.approx(-3.1)
+    # many pixels (half 150 > 45 + 30): no bin qualifies either, but the value is above 1
+    # (0.9 + (150 - 45) / 30 * 0.1 = 1.25), or +inf with an empty last bin: every pixel passes
+    assert histogram_median(hist10(*[30] * 10)) == pytest.approx(1.25)
+    assert histogram_median(hist10(*[30] * 9, 0)) == math.inf
+
+
+def test_repository_stopping_at_an_empty_bin_gives_nan():
+    # total 2, half 1: running 0, 0, then 1 at bin 2, which is empty: 1 <= 1 <= 1 + 0 stops
+    # there, and (1 - 1) / 0 = NaN
+    assert math.isnan(histogram_median(hist10(0, 0, 0, 2, 0, 0, 0, 0, 0, 0)))
+
+
+def test_repository_keeps_the_float_step_of_100_bins():
+    # PLOP reads bin int(0.29 * 100) = 28 at step 29, so bin 29 is never read. Bin 28: 30,
+    # bin 29: 1000; half 515. Running 378 before bin 28 (378 <= 515 > 408), 406 at step 29
+    # (bin 28 again: 515 > 436), then 435, 465, 496 at the empty bins 30-32 and 528 > 515: no
+    # bin qualifies, the last bin is empty -> -inf. Reading bin 29 would stop there (0.29109).
+    counts = torch.zeros(100, dtype=torch.int64)
+    counts[28], counts[29] = 30, 1000
+    assert histogram_median(counts) == -math.inf
+
+
+def test_geociss_variants_read_lower_borders():
+    spread = hist10(2, 2, 2, 2, 2, 0, 0, 0, 0, 0)  # total 10, half 5
     # true: counts before bin 2 are 4 <= 5 <= 6 -> bin 2
     assert histogram_median(spread, "true") == pytest.approx(0.2)
-    # repository: running sum of indices 0, 0, 1, 3 -> bin 3 where 3 <= 5 <= 3 + 2
-    assert histogram_median(spread, "repository") == pytest.approx(0.3)
+    # geociss-legacy: PLOP's stopping bin 3, its lower border
+    assert histogram_median(spread, "geociss-legacy") == pytest.approx(0.3)
     flat = torch.ones(10, dtype=torch.int64)  # half 5; index sums 0,0,1,3,6 overshoot at bin 4
     assert histogram_median(flat, "true") == pytest.approx(0.4)
-    assert histogram_median(flat, "repository") == pytest.approx(0.9)  # no bin: last border
-    peaked = torch.tensor([6, 2, 2, 0, 0, 0, 0, 0, 0, 0])
-    assert histogram_median(peaked, "true") == histogram_median(peaked, "repository") == 0.0
-    assert histogram_median(torch.zeros(10), "true") == 0.0
+    assert histogram_median(flat, "geociss-legacy") == pytest.approx(0.9)  # no bin: last border
+    peaked = hist10(6, 2, 2, 0, 0, 0, 0, 0, 0, 0)
+    assert histogram_median(peaked, "true") == histogram_median(peaked, "geociss-legacy") == 0.0
+    for median in ("repository", "true", "geociss-legacy"):
+        assert histogram_median(torch.zeros(10), median) == 0.0
     with pytest.raises(ValueError, match="median"):
         histogram_median(flat, "mean")
 
 
-def test_thresholds_from_hand_made_histogram_with_floor():
+def test_thresholds_floor_minus_inf_keep_nan_and_plus_inf():
+    hist = EntropyHistogram(old_channels=5, num_channels=6, bins=10)
+    hist.counts[0] = hist10(2, 2, 2, 2, 2, 0, 0, 0, 0, 0)  # 0.4
+    hist.counts[1] = hist10(1, 1, 1, 1, 1, 1, 1, 1, 1, 0)  # -inf -> floor
+    hist.counts[2] = hist10(0, 0, 0, 2, 0, 0, 0, 0, 0, 0)  # NaN stays NaN
+    hist.counts[3] = hist10(*[30] * 9, 0)  # +inf
+    # class 4 never predicted on background -> floor
+    got = hist.thresholds()
+    assert got[[0, 1, 3, 4]].tolist() == pytest.approx([0.4, 0.001, math.inf, 0.001])
+    assert math.isnan(float(got[2]))
+    assert hist.thresholds(floor=0.5)[[0, 1, 3, 4]].tolist() == pytest.approx(
+        [0.5, 0.5, math.inf, 0.5]
+    )
+
+
+def test_thresholds_of_the_geociss_variants_with_floor():
     hist = EntropyHistogram(old_channels=3, num_channels=5, bins=10)
-    hist.counts[0] = torch.tensor([2, 2, 2, 2, 2, 0, 0, 0, 0, 0])
-    hist.counts[1] = torch.tensor([6, 2, 2, 0, 0, 0, 0, 0, 0, 0])  # median in bin 0 -> floor
+    hist.counts[0] = hist10(2, 2, 2, 2, 2, 0, 0, 0, 0, 0)
+    hist.counts[1] = hist10(6, 2, 2, 0, 0, 0, 0, 0, 0, 0)  # median in bin 0 -> floor
     # class 2 never predicted on background -> floor
     assert hist.thresholds("true").tolist() == pytest.approx([0.2, 0.001, 0.001])
-    assert hist.thresholds("repository").tolist() == pytest.approx([0.3, 0.001, 0.001])
+    assert hist.thresholds("geociss-legacy").tolist() == pytest.approx([0.3, 0.001, 0.001])
     assert hist.thresholds("true", floor=0.25).tolist() == pytest.approx([0.25, 0.25, 0.25])
+
+
+def test_what_each_kind_of_threshold_lets_through():
+    # entropy below the threshold -> pseudo-label; +inf: everything, floor: near one-hot
+    # teacher outputs only, NaN: nothing
+    old = pixels(
+        [0.0, 0.0, 0.0, 0.0],  # bg predicted (tie -> 0), uncertain, threshold +inf -> 0
+        [0.0, 30.0, 0.0, 0.0],  # c1, near one-hot, threshold NaN           -> ignored
+        [0.0, 0.0, 30.0, 0.0],  # c2, near one-hot, threshold 0.001 (floor) -> 2
+        [0.0, 0.0, 3.0, 0.0],  # c2, entropy above 0.001                    -> ignored
+    )
+    thresholds = torch.tensor([math.inf, math.nan, 0.001, 0.001])
+    result = entropy_pseudo_labels(torch.zeros(1, 1, 4, dtype=torch.int64), old, thresholds, 6)
+    assert result.target.tolist() == [[[0, 255, 2, 255]]]
+    assert float(normalised_entropy(old, 6)[0, 0, 3]) > 0.001
 
 
 def test_histogram_update_counts_background_pixels_per_predicted_class():
