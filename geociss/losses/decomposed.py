@@ -67,7 +67,8 @@ def multilabel_bce(
         logits: (B, C, H, W) student logits at the label resolution.
         target: (B, H, W) labels in the step's channels, or ``ignore_index``.
         channels: the channels that receive a one-hot target (the classes being learned).
-        pos_weight: weight of the positive part of every BCE (DKD: 2 on VOC, 35 on ADE).
+        pos_weight: weight of the positive part of every BCE (DKD on VOC: 2 at step 0, 1 at
+            the incremental steps; on ADE: 35 at every step).
         ignore: ``"negative"`` (DKD): ignored pixels are negatives for every channel and the
             mean runs over all B·H·W pixels; ``"ignore"``: they contribute nothing and the
             per-pixel sums are averaged with ``reduction``.

@@ -2,12 +2,15 @@
 
 Every class is a sigmoid (multi-label) score. Step 0: ``L = L_mbce + L_ac``; steps t ≥ 1:
 ``L = 1·L_mbce + 5·L_kd + 5·L_dkd_pos + 5·L_dkd_neg + 1·L_ac`` (the terms of
-:mod:`geociss.losses.decomposed`). An auxiliary 1×1 classifier, owned by this method and kept in
-the step bundle, learns on the DETACHED ASPP output to say "no" everywhere; every new class
-starts as a copy of it (weight and bias). At t ≥ 1 every normalisation layer is frozen (BatchNorm
-statistics and affine parameters) and the classifier's dropout is off. Optimiser groups: the
-backbone at the base lr, ASPP + classifiers + auxiliary at lr × ``head_lr_mult`` (DKD: 10); at
-t ≥ 1 only the new classifier has weight decay.
+:mod:`geociss.losses.decomposed`). The positive weight of L_mbce differs between the two: DKD's
+VOC scripts pass ``--pos_weight 2`` to the step-0 command only, and the incremental steps keep
+the config file's ``"pos_weight": 1`` (``pos_weight`` and ``pos_weight_incremental`` here; on
+ADE the config's 35 applies at every step). An auxiliary 1×1 classifier, owned by this method
+and kept in the step bundle, learns on the DETACHED ASPP output to say "no" everywhere; every
+new class starts as a copy of it (weight and bias). At t ≥ 1 every normalisation layer is
+frozen (BatchNorm statistics and affine parameters) and the classifier's dropout is off.
+Optimiser groups: the backbone at the base lr, ASPP + classifiers + auxiliary at lr ×
+``head_lr_mult`` (DKD: 10); at t ≥ 1 only the new classifier has weight decay.
 
 Channel 0 (geociss's background slot). DKD has no background channel, and the method cannot tell
 a real class playing background from an implicit one (the step context does not say), so the
@@ -53,7 +56,18 @@ class DKDParams(MethodParams):
         description="Reduction of the multi-label BCE when ignored pixels are dropped "
         "(ignored_pixels: ignore); with 'negative' every pixel counts.",
     )
-    pos_weight: float = Field(default=2.0, gt=0.0, description="BCE positive weight (VOC 2).")
+    pos_weight: float = Field(
+        default=2.0,
+        gt=0.0,
+        description="Positive weight of the multi-label BCE at step 0 (DKD's VOC scripts: 2; "
+        "ADE: 35).",
+    )
+    pos_weight_incremental: float = Field(
+        default=1.0,
+        gt=0.0,
+        description="Positive weight of the multi-label BCE at steps >= 1 (DKD's VOC config: 1, "
+        "the step-0 value is not passed on; ADE: 35).",
+    )
     mbce_weight: float = Field(default=1.0, ge=0.0, description="Weight of L_mbce.")
     kd_weight: float = Field(default=5.0, ge=0.0, description="Weight of L_kd.")
     dkd_pos_weight: float = Field(default=5.0, ge=0.0, description="Weight of L_dkd_pos.")
@@ -255,7 +269,7 @@ class DKD(IncrementalMethod):
                 out.logits,
                 batch["mask"],
                 learned,
-                p.pos_weight,
+                p.pos_weight_incremental if ctx.incremental else p.pos_weight,
                 p.ignored_pixels,
                 p.ce_reduction,
                 ctx.ignore_index,

@@ -1,8 +1,11 @@
 import copy
+import math
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
 import torch
+import yaml
 
 from geociss.errors import DataError
 from geociss.losses.decomposed import (
@@ -12,6 +15,7 @@ from geociss.losses.decomposed import (
     multilabel_bce,
     sigmoid_kd,
 )
+from geociss.methods import get_method
 from geociss.methods.dkd import AUX_KEYS
 from geociss.models.config import ModelConfig
 from geociss.models.segmenter import SegmentationModel
@@ -109,13 +113,13 @@ def test_defaults_are_the_papers_and_step0_is_its_own():
     p = make_method("dkd", {}, 1).params
     weights = (p.mbce_weight, p.kd_weight, p.dkd_pos_weight, p.dkd_neg_weight, p.ac_weight)
     assert weights == (1.0, 5.0, 5.0, 5.0, 1.0)
-    assert (p.pos_weight, p.head_lr_mult, p.ignored_pixels, p.background) == (
-        2.0, 10.0, "negative", "class",
-    )
+    assert (p.pos_weight, p.pos_weight_incremental, p.head_lr_mult) == (2.0, 1.0, 10.0)
+    assert (p.ignored_pixels, p.background) == ("negative", "class")
     key = make_method("dkd", {}, 0).step0_key()
     assert key != make_method("finetune", {}, 0).step0_key()
     assert key != make_method("dkd", {"pos_weight": 35}, 0).step0_key()
     assert key == make_method("dkd", {"kd_weight": 1}, 0).step0_key()  # step-1 only
+    assert key == make_method("dkd", {"pos_weight_incremental": 3}, 0).step0_key()
 
 
 @pytest.mark.parametrize(("background", "first"), [("class", 0), ("fallback", 1)])
@@ -140,7 +144,8 @@ def test_step0_terms(background, first):
 @pytest.mark.parametrize(("background", "first"), [("class", 0), ("fallback", 1)])
 def test_step1_terms_are_the_weighted_losses(background, first):
     params = {"background": background, "kd_weight": 2.0, "dkd_pos_weight": 3.0,
-              "dkd_neg_weight": 4.0, "mbce_weight": 0.5, "pos_weight": 7.0}
+              "dkd_neg_weight": 4.0, "mbce_weight": 0.5, "pos_weight": 9.0,
+              "pos_weight_incremental": 7.0}
     method, student, teacher, _ = restored_step1(params)
     data = batch(5, range(3, 5), seed=4)
     data["mask"][0, :3, :3] = 1  # an old label: a negative for the new classes
@@ -157,6 +162,35 @@ def test_step1_terms_are_the_weighted_losses(background, first):
     )
     assert torch.allclose(terms["dkd_pos"], 3.0 * pos)
     assert torch.allclose(terms["dkd_neg"], 4.0 * neg)
+
+
+def test_config_file_matches_the_defaults():
+    path = Path(__file__).parents[2] / "configs" / "methods" / "dkd.yaml"
+    spec = yaml.safe_load(path.read_text())["method"]
+    cls = get_method(spec["name"])
+    assert cls.Params.model_validate(spec["params"]) == cls.Params()
+
+
+def test_default_pos_weight_is_2_at_step0_and_1_at_incremental_steps():
+    # DKD's VOC scripts pass --pos_weight 2 to the step-0 command only; the incremental steps
+    # keep the config's "pos_weight": 1. One pixel, one learned channel with logit 0 and label
+    # 1: BCE = pos_weight · log 2, so the term is 2·log 2 at step 0 and log 2 at step 1.
+    logits = torch.zeros(1, 5, 1, 1)
+    positive = torch.ones(1, 1, 1, dtype=torch.int64)
+    assert float(multilabel_bce(logits, positive, [1], 2.0)) == pytest.approx(2 * math.log(2))
+    method, model = step0()
+    data = batch(3, range(1, 3), seed=2)
+    out = model(data["image"], features={"aspp"})
+    expected = multilabel_bce(out.logits, data["mask"], range(0, 3), 2.0)
+    assert torch.allclose(method.losses(data, out, None)["mbce"], expected)
+    method, student, teacher, _ = restored_step1()
+    data = batch(5, range(3, 5), seed=4)
+    out = student(data["image"], features={"aspp"})
+    with torch.no_grad():
+        old = teacher(data["image"], features={"aspp"})
+    mbce = method.losses(data, out, old)["mbce"]
+    assert torch.allclose(mbce, multilabel_bce(out.logits, data["mask"], [3, 4], 1.0))
+    assert not torch.allclose(mbce, multilabel_bce(out.logits, data["mask"], [3, 4], 2.0))
 
 
 def test_model_logits_are_pos_plus_neg_plus_bias():
