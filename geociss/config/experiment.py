@@ -78,6 +78,13 @@ class DataConfig(BaseModel):
         "wildcards pairs images and labels (top_potsdam_*_RGB.tif with top_potsdam_*_label.tif).",
     )
     bands: list[int] | None = Field(default=None, description="1-based image bands to use.")
+    normalization: Literal["bands", "imagenet"] = Field(
+        default="bands",
+        description="Input scaling: 'bands' (mean and standard deviation of each band over the "
+        "training tiles) or 'imagenet' (the ImageNet mean/std that pretrained encoders were "
+        "trained with, for 8-bit RGB in the first three bands; any further band by its own "
+        "statistics). Stored in the bundle, so predict scales the same way.",
+    )
     label_attribute: str = Field(default="class", description="Class attribute of vector labels.")
     chip_size: int | None = Field(
         default=None,

