@@ -1,10 +1,12 @@
-"""The method × task benchmark on the sample scenes (or any data set the user points it at).
+"""The method × task × seed benchmark on the sample scenes (or any data set a user points it at).
 
-For each task, every method runs the whole scenario with the same data, model and schedule (step
-0 is trained once per task and shared through the runner's step-0 cache); joint training is the
-ceiling. The table reports old / new / all mIoU after the last step, all-mIoU as a fraction of
-joint, and the seconds of one training step relative to fine-tuning (a micro-benchmark of the
-method's forward + losses + backward on a fixed batch, so that data loading and evaluation do
+For each task and seed, every method runs the whole scenario with the same data, model and
+schedule (step 0 is trained once per task and seed and shared through the runner's step-0
+cache); joint training is the ceiling. Results per seed are :class:`BenchRow` s;
+:mod:`geociss.bench.report` turns them into mean ± sd tables and paired comparisons. The
+tables report old / new / all mIoU after the last step, all-mIoU as a fraction of joint, and
+the seconds of one training step relative to fine-tuning (a micro-benchmark of the method's
+forward + losses + backward on a fixed batch, so that data loading and evaluation do
 not blur the method's own cost).
 
 Method specs are registered names (``mib``) or names of method config fragments in
@@ -16,7 +18,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +33,16 @@ __all__ = [
     "experiment",
     "markdown",
     "method_config",
+    "per_class_iou",
     "run_bench",
+    "run_name",
     "step_cost",
 ]
 
 
 @dataclass
 class BenchRow:
-    """One method on one task."""
+    """One method on one task with one seed (per-class IoU of the final model by class name)."""
 
     task: str
     method: str
@@ -50,6 +54,22 @@ class BenchRow:
     step_vs_finetune: float | None = None
     peak_mib: float | None = None
     note: str = ""
+    seed: int = 0
+    per_class: dict[str, float | None] = field(default_factory=dict)
+
+
+def run_name(spec: str, preset: str, task: str, seed: int) -> str:
+    """Folder name of one cell's run under ``<out>/runs``."""
+    return f"{spec}_{preset}_{task}_s{seed}"
+
+
+def per_class_iou(metrics: dict[str, Any]) -> dict[str, float | None]:
+    """Class name → IoU of a step's stored metrics (the implicit background channel left out)."""
+    return {
+        str(c["name"]): c.get("iou")
+        for c in metrics.get("channels", [])
+        if c.get("name") != "background"
+    }
 
 
 def method_config(spec: str, configs: Path | None = None) -> dict[str, Any]:
@@ -72,8 +92,9 @@ def experiment(
     data: Path | None,
     out: Path,
     data_section: dict[str, Any] | None = None,
+    seed: int = 0,
 ) -> Any:
-    """The experiment config of one benchmark cell.
+    """The experiment config of one benchmark cell (``seed``: ``train.seed``).
 
     The data are a folder with ``images/``, ``labels/`` and ``classes.yaml`` (``data``), or a
     ``data:`` section of an experiment config (``data_section``, e.g. ISPRS Potsdam read from
@@ -94,13 +115,13 @@ def experiment(
         raise ValueError("give the data folder or a data section")
     return ExperimentConfig.model_validate(
         {
-            "name": f"{spec}_{preset}_{task}",
+            "name": run_name(spec, preset, task, seed),
             "out": str(out),
             "data": p["data"],
             "model": p["model"],
             "scenario": {"task": task, "unlearned": ["clutter"], "setting": "overlap"},
             "method": _with_preset_params(method_config(spec), p.get("method_params", {})),
-            "train": p["train"],
+            "train": {**p["train"], "seed": seed},
         }
     )
 
@@ -120,9 +141,11 @@ def run_bench(
     log: Callable[[str], None] = print,
     progress: bool = False,
     data_section: dict[str, Any] | None = None,
+    seeds: Sequence[int] = (0,),
 ) -> list[BenchRow]:
-    """Run every (task, method) cell (resumable: finished steps are skipped).
+    """Run every (task, seed, method) cell (resumable: finished steps are skipped).
 
+    Tasks come first, then seeds, so an interrupted run leaves whole tasks with every seed.
     Data: ``data_section`` (a config's ``data:`` mapping), else the folder ``data``, else
     sample scenes generated under ``out/sample`` with the preset's size.
     """
@@ -138,36 +161,46 @@ def run_bench(
     rows: list[BenchRow] = []
     costs = {m: step_cost(m, preset) for m in methods if m != "joint"}
     for task in tasks:
-        for spec in methods:
-            log(f"bench: {spec} on {task}")
-            runner = ScenarioRunner(
-                experiment(preset, task, spec, data, out / "runs", data_section),
-                log=log,
-                progress=progress,
-            )
-            try:
-                scores = runner.run().last.scores
-            except GeocissError as err:  # a diverging method is a result, not a crash
-                log(f"bench: {spec} on {task} failed: {err}")
-                rows.append(BenchRow(task, spec, None, None, None, note="diverged"))
-                continue
-            rows.append(
-                BenchRow(
-                    task,
-                    spec,
-                    scores.miou_old,
-                    scores.miou_new,
-                    scores.miou_all,
-                    step_seconds=costs[spec][0] if spec in costs else None,
-                    peak_mib=costs[spec][1] if spec in costs else None,
+        for seed in seeds:
+            for spec in methods:
+                log(f"bench: {spec} on {task}, seed {seed}")
+                runner = ScenarioRunner(
+                    experiment(preset, task, spec, data, out / "runs", data_section, seed),
+                    log=log,
+                    progress=progress,
                 )
-            )
-    _relative(rows)
-    (out / "bench.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
+                try:
+                    last = runner.run().last
+                except GeocissError as err:  # a diverging method is a result, not a crash
+                    log(f"bench: {spec} on {task} (seed {seed}) failed: {err}")
+                    rows.append(BenchRow(task, spec, None, None, None, note="diverged", seed=seed))
+                    continue
+                scores = last.scores
+                rows.append(
+                    BenchRow(
+                        task,
+                        spec,
+                        scores.miou_old,
+                        scores.miou_new,
+                        scores.miou_all,
+                        step_seconds=costs[spec][0] if spec in costs else None,
+                        peak_mib=costs[spec][1] if spec in costs else None,
+                        seed=seed,
+                        per_class=per_class_iou(scores.to_dict()),
+                    )
+                )
+                _relative(rows)
+                (out / "bench.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
     return rows
 
 
-def collect(methods: Sequence[str], tasks: Sequence[str], preset: str, out: Path) -> list[BenchRow]:
+def collect(
+    methods: Sequence[str],
+    tasks: Sequence[str],
+    preset: str,
+    out: Path,
+    seeds: Sequence[int] = (0,),
+) -> list[BenchRow]:
     """Rows of the cells whose run folders are complete, read back from their last bundles.
 
     Serves a partial or interrupted benchmark: ``s/step`` is then the in-run wall time per
@@ -178,35 +211,42 @@ def collect(methods: Sequence[str], tasks: Sequence[str], preset: str, out: Path
 
     rows: list[BenchRow] = []
     for task in tasks:
-        for spec in list(dict.fromkeys(["finetune", *methods, "joint"])):
-            run = out / "runs" / f"{spec}_{preset}_{task}"
-            steps = 1 if spec == "joint" else len(task.split("-"))
-            last = run / f"step{steps - 1}" / "bundle.safetensors"
-            if not last.is_file():
-                if run.exists():
-                    rows.append(BenchRow(task, spec, None, None, None, note="incomplete"))
-                continue
-            bundle = StepBundle.load(last)
-            miou = bundle.steps[-1].metrics["miou"]
-            seconds = sum(s.info.get("train_seconds", 0.0) for s in bundle.steps[1:])
-            count = sum(s.info.get("train_steps", 0) for s in bundle.steps[1:])
-            rows.append(
-                BenchRow(
-                    task,
-                    spec,
-                    miou["old"],
-                    miou["new"],
-                    miou["all"],
-                    step_seconds=seconds / count if count else None,
-                )
-            )
+        for seed in seeds:
+            for spec in list(dict.fromkeys(["finetune", *methods, "joint"])):
+                run = out / "runs" / run_name(spec, preset, task, seed)
+                steps = 1 if spec == "joint" else len(task.split("-"))
+                last = run / f"step{steps - 1}" / "bundle.safetensors"
+                if not last.is_file():
+                    if run.exists():
+                        rows.append(
+                            BenchRow(task, spec, None, None, None, note="incomplete", seed=seed)
+                        )
+                    continue
+                rows.append(_row_from_bundle(StepBundle.load(last), task, spec, seed))
     _relative(rows)
     return rows
 
 
+def _row_from_bundle(bundle: Any, task: str, spec: str, seed: int) -> BenchRow:
+    metrics = bundle.steps[-1].metrics
+    miou = metrics["miou"]
+    seconds = sum(s.info.get("train_seconds", 0.0) for s in bundle.steps[1:])
+    count = sum(s.info.get("train_steps", 0) for s in bundle.steps[1:])
+    return BenchRow(
+        task,
+        spec,
+        miou["old"],
+        miou["new"],
+        miou["all"],
+        step_seconds=seconds / count if count else None,
+        seed=seed,
+        per_class=per_class_iou(metrics),
+    )
+
+
 def _relative(rows: list[BenchRow]) -> None:
-    for task in {r.task for r in rows}:
-        cell = {r.method: r for r in rows if r.task == task}
+    for task, seed in {(r.task, r.seed) for r in rows}:
+        cell = {r.method: r for r in rows if r.task == task and r.seed == seed}
         joint, ft = cell.get("joint"), cell.get("finetune")
         for r in cell.values():
             if joint and joint.all and r.all is not None:
