@@ -42,6 +42,7 @@ def bundle_summary(bundle: Any) -> dict[str, Any]:
         "std": bundle.std,
         "created": bundle.created,
         "geociss_version": bundle.geociss_version,
+        "weights_origin": bundle.weights_origin,
         "steps": steps,
     }
 
@@ -84,3 +85,24 @@ def info(bundle: Path, as_json: bool) -> None:
             _pct(s["miou_all"]),
         )
     console.print(table)
+    console.print(f"initial encoder weights: {describe_origin(summary['weights_origin'])}")
+
+
+def describe_origin(origin: dict[str, Any] | None) -> str:
+    """One line saying where a bundle's initial encoder weights came from."""
+    if not origin:
+        return "not recorded"
+    source = origin.get("source")
+    if source == "none":
+        return "none (trained from random initialisation)"
+    if source == "package":
+        return (
+            f"{origin.get('dataset', 'ImageNet')} from the pip package {origin.get('package')} "
+            f"{origin.get('version') or ''} ({origin.get('file')}, sha256 "
+            f"{str(origin.get('sha256', ''))[:16]}…)"
+        )
+    if source == "timm":
+        return f"ImageNet, timm {origin.get('tag')}"
+    if source == "file":
+        return f"file {origin.get('path')} (sha256 {str(origin.get('sha256', ''))[:16]}…)"
+    return ", ".join(f"{k} {v}" for k, v in origin.items())

@@ -245,3 +245,11 @@ def test_missing_model_and_band_mismatch(tmp_path):
     res = run("extend", "--model", make_bundle(tmp_path / "m4.safetensors", 4), *common)
     assert res.exit_code == 2
     assert "t0.tif: has 3 image band(s) but the model m4.safetensors takes 4" in res.stderr
+
+
+def test_info_shows_where_the_initial_weights_came_from(extended):
+    _, _, out, _ = extended
+    info = run("info", out, "--json")
+    assert json.loads(info.output)["weights_origin"] == {"source": "none"}
+    text = run("info", out)
+    assert "initial encoder weights: none (trained from random initialisation)" in text.output

@@ -1,0 +1,71 @@
+"""Seeded benchmark statistics and tables: hand-checked means, intervals and verdicts."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from geociss.bench import BenchRow
+from geociss.bench.report import comparisons, per_class_table, summary_table
+from geociss.bench.stats import Spread, paired_difference, t975
+
+
+def test_spread_is_the_mean_and_the_sample_standard_deviation():
+    s = Spread.of([0.5, 0.7, None, 0.9])
+    assert s.n == 3 and s.mean == pytest.approx(0.7)
+    assert s.sd == pytest.approx(0.2)  # sqrt(((-.2)² + 0 + .2²) / 2)
+    assert Spread.of([0.4]).sd is None and Spread.of([]).mean is None
+
+
+def test_paired_interval_by_hand():
+    # differences 0.03, 0.04, 0.05: mean 0.04, sd 0.01, t(0.975, 2) = 4.303
+    a = {0: 0.53, 1: 0.54, 2: 0.55}
+    b = {0: 0.50, 1: 0.50, 2: 0.50}
+    d = paired_difference(a, b)
+    half = 4.303 * 0.01 / math.sqrt(3)
+    assert d.n == 3 and d.mean == pytest.approx(0.04)
+    assert d.low == pytest.approx(0.04 - half) and d.high == pytest.approx(0.04 + half)
+    assert d.verdict == "better"
+    assert paired_difference(b, a).verdict == "worse"
+
+
+def test_an_interval_that_holds_zero_is_not_distinguishable():
+    d = paired_difference({0: 0.5, 1: 0.6, 2: 0.4}, {0: 0.45, 1: 0.5, 2: 0.5})
+    assert d.low < 0 < d.high and d.verdict == "not distinguishable"
+
+
+def test_only_shared_seeds_pair_and_one_pair_has_no_interval():
+    d = paired_difference({0: 0.5, 5: 0.9}, {0: 0.4, 1: 0.1})
+    assert d.n == 1 and d.mean == pytest.approx(0.1) and d.low is None
+    assert d.verdict == "too few seeds"
+
+
+def test_t_quantiles():
+    assert t975(1) == pytest.approx(12.706) and t975(2) == pytest.approx(4.303)
+    assert t975(100) == pytest.approx(1.96)
+    with pytest.raises(ValueError):
+        t975(0)
+
+
+def _rows():
+    rows = []
+    for seed, (ft, mib, joint) in enumerate([(0.30, 0.50, 0.70), (0.32, 0.54, 0.72),
+                                             (0.34, 0.52, 0.74)]):
+        for method, value in (("finetune", ft), ("mib", mib), ("joint", joint)):
+            rows.append(BenchRow("4-1", method, value, value / 2, value, of_joint=value / joint,
+                                 seed=seed, per_class={"car": value / 4, "tree": value}))
+    return rows
+
+
+def test_tables_show_mean_sd_published_ratio_and_verdicts():
+    rows = _rows()
+    summary = summary_table(rows)
+    assert "| 4-1 | mib | 3 | 52.0 ± 2.0 | 26.0 ± 1.0 | 52.0 ± 2.0 |" in summary
+    assert "| 0.84 |" in summary  # MiB‡ 61.47 / offline 72.98 (IDEC Table 3)
+    comp = comparisons(rows)
+    assert "| 4-1 | mib |  | +20.0 [" in comp and "better" in comp
+    assert "joint" not in comp
+    per_class = per_class_table(rows)
+    assert "| task | method | car | tree |" in per_class
+    assert "| 4-1 | finetune | 8.0 | 32.0 |" in per_class
