@@ -10,6 +10,20 @@ import click
 _PATH = click.Path(path_type=Path)
 
 
+def check_outputs(opts: dict[str, Any]) -> None:
+    """Check the --json, --csv and --plot paths before the (long) evaluation runs."""
+    from geociss.errors import DataError
+    from geociss.io import check_output_dir, check_output_file
+
+    for key, option in (("json_out", "--json"), ("csv_out", "--csv")):
+        if opts[key] is not None:
+            check_output_file(opts[key], option)
+    if opts["plot_dir"] is not None:
+        png = check_output_dir(opts["plot_dir"], "--plot") / "confusion.png"
+        if png.is_dir():
+            raise DataError(png, "is a folder, so --plot cannot write the confusion plot there")
+
+
 @click.command("evaluate")
 @click.option("--model", required=True, type=_PATH, help="Step bundle (.safetensors).")
 @click.option("--images", required=True, type=_PATH, help="Folder of image GeoTIFFs.")
@@ -82,6 +96,7 @@ def evaluate(**opts: Any) -> None:
         write_scores_json,
     )
 
+    check_outputs(opts)
     console = Console()
     bundle = StepBundle.load(opts["model"])
     schema = ClassSchema.load(opts["schema_ref"]) if opts["schema_ref"] else None

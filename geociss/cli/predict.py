@@ -89,7 +89,9 @@ def predict(inputs: tuple[str, ...], bundle: Path, out_dir: Path, tile: int, ove
 
     from geociss.errors import DataError
     from geociss.inference.model import LoadedModel, PredictOptions
+    from geociss.io import check_output_dir
 
+    check_output_dir(out_dir, "--out")
     opts = PredictOptions(
         tile=tile, overlap=overlap, margin=margin, batch_size=batch_size, tta=tta,
         confidence=confidence, probabilities=probabilities, vector=vector, workers=workers,

@@ -156,8 +156,10 @@ def scan(
 
     from rich.console import Console
 
-    from geociss.io import atomic_write_text
+    from geociss.io import atomic_write_text, check_output_file
 
+    if json_out is not None:
+        check_output_file(json_out, "--json")
     if dataset is not None:
         catalog = _official(images, labels, schema_ref, dataset, modality, split, eroded,
                             exclude_tiles, chip_size, not no_cache)
