@@ -37,7 +37,9 @@ def check_outputs(opts: dict[str, Any]) -> None:
     "--schema",
     "schema_ref",
     metavar="PRESET_OR_YAML",
-    help="How the labels encode classes [default: the bundle's schema].",
+    help="How the labels encode classes: a preset (isprs, isprs-rgb) or a YAML file. A preset "
+    "name always means the preset, even if a file or folder of that name is in the working "
+    "directory (write ./isprs for such a file) [default: the bundle's schema].",
 )
 @click.option("--json", "json_out", type=_PATH, help="Write the scores as JSON.")
 @click.option("--csv", "csv_out", type=_PATH, help="Write per-class scores as CSV.")

@@ -68,8 +68,9 @@ def render(summary: dict[str, Any], console: Any) -> None:
     "--schema",
     "schema_ref",
     metavar="PRESET_OR_YAML",
-    help="Class schema: a preset (isprs, isprs-rgb) or a YAML file "
-    "[default: IMAGES/../classes.yaml if present, else isprs].",
+    help="Class schema: a preset (isprs, isprs-rgb) or a YAML file. A preset name always "
+    "means the preset, even if a file or folder of that name is in the working directory "
+    "(write ./isprs for such a file) [default: IMAGES/../classes.yaml if present, else isprs].",
 )
 @click.option(
     "--glob",

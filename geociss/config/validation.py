@@ -48,6 +48,8 @@ def read_yaml(path: str | Path) -> Any:
     import yaml
 
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a folder, not a YAML file")
     if not p.is_file():
         raise ConfigError(f"{p}: file not found")
     try:

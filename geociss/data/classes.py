@@ -298,9 +298,7 @@ class ClassSchema(BaseModel):
     def preset(cls, name: str) -> ClassSchema:
         """Load a schema shipped with geociss: ``isprs`` or ``isprs-rgb``."""
         files = resources.files("geociss") / "presets"
-        choices = sorted(
-            p.name.removesuffix(".yaml") for p in files.iterdir() if p.name.endswith(".yaml")
-        )
+        choices = cls.presets()
         if name not in choices:
             raise ConfigError(
                 f"unknown class schema preset {name!r}; choose one of: {', '.join(choices)}"
@@ -311,10 +309,25 @@ class ClassSchema(BaseModel):
         return cls.from_dict(data, source=f"preset {name}")
 
     @classmethod
+    def presets(cls) -> list[str]:
+        """Names of the schemas shipped with geociss."""
+        files = resources.files("geociss") / "presets"
+        return sorted(
+            p.name.removesuffix(".yaml") for p in files.iterdir() if p.name.endswith(".yaml")
+        )
+
+    @classmethod
     def load(cls, ref: str | Path) -> ClassSchema:
-        """Load a schema from a YAML path or a preset name."""
+        """Load a schema from a preset name or a YAML path.
+
+        A preset name (``isprs``, ``isprs-rgb``) always means the preset, even when a file or
+        folder of that name lies in the working directory (write ``./isprs`` for such a file).
+        Anything else is a YAML file.
+        """
+        if str(ref) in cls.presets():
+            return cls.preset(str(ref))
         p = Path(ref)
-        if p.suffix.lower() in (".yaml", ".yml") or p.exists():
+        if p.suffix.lower() in (".yaml", ".yml") or p.exists() or len(p.parts) > 1:
             return cls.from_yaml(p)
         return cls.preset(str(ref))
 
