@@ -126,7 +126,9 @@ def render(summary: dict[str, Any], console: Any) -> None:
     "--exclude-tiles",
     default=None,
     metavar="IDS",
-    help="--dataset: comma-separated tile ids to leave out [default: known bad tiles; '' none].",
+    help="--dataset: comma-separated tile ids to leave out; a list replaces the default, so "
+    "name the known bad tiles too (Potsdam 4_12) to keep them out [default: known bad tiles; "
+    "'' none].",
 )
 def scan(
     images: Path,

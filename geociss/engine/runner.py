@@ -124,6 +124,8 @@ class ScenarioRunner:
 
     def run(self) -> StepHistory:
         """Run (or resume) every step; return the per-step scores."""
+        for note in self.data_notes():
+            self.log(f"note: {note}")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         _write_yaml(self.run_dir / "config.yaml", self.config.model_dump(mode="json"))
         history = StepHistory(method=self.config.method.name)
@@ -135,6 +137,18 @@ class ScenarioRunner:
             previous = digest
         self.write_history(history)
         return history
+
+    def data_notes(self) -> list[str]:
+        """Tiles of an official ISPRS distribution left out (or brought back), one line each."""
+        data = self.config.data
+        if data.dataset is None:
+            return []
+        from geociss.data.isprs import get_dataset, tile_notes
+
+        ds = get_dataset(data.dataset)
+        if data.split == "official":
+            return tile_notes(ds, "all", data.exclude_tiles)
+        return tile_notes(ds, "train", data.exclude_tiles)
 
     def _step_classes(self, step: int) -> list[str]:
         return [self.schema.names[c] for c in self.train_scenario.steps[step]]

@@ -22,7 +22,7 @@ names are listed in ``data/README.md``.
 from __future__ import annotations
 
 from geociss.data.isprs import potsdam, vaihingen
-from geociss.data.isprs.resolve import OfficialPairs, official_pairs
+from geociss.data.isprs.resolve import OfficialPairs, official_pairs, tile_notes
 from geociss.data.isprs.source import check_source, experiment_catalogs, official_catalog
 from geociss.data.isprs.spec import DATASETS, Component, OfficialDataset, get_dataset
 
@@ -37,5 +37,6 @@ __all__ = [
     "official_catalog",
     "official_pairs",
     "potsdam",
+    "tile_notes",
     "vaihingen",
 ]

@@ -54,14 +54,67 @@ def excluded_tiles(dataset: OfficialDataset, exclude: Iterable[str | int] | None
     """
     if exclude is None:
         return set(dataset.bad_tiles)
+    exclude = list(exclude)
     out = {str(t) for t in exclude}
     unknown = sorted(out - set(dataset.train) - set(dataset.test))
     if unknown:
         raise ConfigError(
             f"data.exclude_tiles: {', '.join(unknown)} is not a tile of {dataset.title} "
-            f"(ids look like {dataset.train[0]})"
+            f"(ids look like {dataset.train[0]}){_number_hint(exclude, dataset)}"
         )
     return out
+
+
+def _number_hint(exclude: list[str | int], dataset: OfficialDataset) -> str:
+    """Why unknown integer tile ids may be tile ids that YAML read as numbers, or "".
+
+    YAML 1.1 (PyYAML) reads the unquoted ``4_12`` as the integer 412: underscores are digit
+    separators there. An integer that is no tile id, while exactly one tile id of the dataset
+    gives it without its underscores, is named with that tile id.
+    """
+    tiles = [t for t in (*dataset.train, *dataset.test) if "_" in t]
+    known = {*dataset.train, *dataset.test}
+    found: dict[int, str] = {}
+    for value in exclude:
+        if isinstance(value, bool) or not isinstance(value, int) or str(value) in known:
+            continue
+        matches = [t for t in tiles if t.replace("_", "") == str(value)]
+        if len(matches) == 1:
+            found[value] = matches[0]
+    if not found:
+        return ""
+    found = dict(sorted(found.items(), key=lambda item: str(item[0])))
+    if len(found) == 1:
+        ((value, tile),) = found.items()
+        return f"; {value} looks like {tile} read by YAML as a number; quote it: '{tile}'"
+    numbers, ids = ", ".join(map(str, found)), ", ".join(found.values())
+    quoted = ", ".join(f"'{t}'" for t in found.values())
+    return f"; {numbers} look like {ids} read by YAML as numbers; quote them: [{quoted}]"
+
+
+def tile_notes(
+    dataset: OfficialDataset, split: Split, exclude: Iterable[str | int] | None
+) -> list[str]:
+    """What happens to the split's known bad tiles and excluded tiles, one line each.
+
+    A tile left out says why; a known bad tile that an explicit ``exclude`` list brings back
+    says so too (the list replaces the default one, it does not add to it).
+    """
+    skip = excluded_tiles(dataset, exclude)
+    wanted = dataset.split(split)
+    notes = [
+        f"{dataset.title} tile {t} left out: {dataset.bad_tiles.get(t, 'in data.exclude_tiles')}"
+        + ("; set data.exclude_tiles: [] to use it" if t in dataset.bad_tiles else "")
+        for t in wanted if t in skip
+    ]
+    if exclude is not None:
+        notes += [
+            f"{dataset.title} tile {t} is included although {reason}: an explicit tile list "
+            f"(data.exclude_tiles, --exclude-tiles) replaces the default one, so list {t} "
+            "too to leave it out"
+            for t, reason in dataset.bad_tiles.items() if t in wanted and t not in skip
+        ]
+    return notes
 
 
 def official_pairs(
@@ -88,6 +141,7 @@ def official_pairs(
     images = ds.images(modality)
     modality = (modality or ds.default_modality).lower()
     wanted = ds.split(split)
+    exclude = None if exclude is None else list(exclude)
     skip = excluded_tiles(ds, exclude)
     tiles = [t for t in wanted if t not in skip]
     if not tiles:
@@ -103,14 +157,9 @@ def official_pairs(
         if found_labels is not None:
             label = _need(found_labels.files, found_labels.where, label_part, ds, tile, split)
         pairs.append(Pair(ds.tile_stem(tile), image, label))
-    notes = [
-        f"{ds.title} tile {t} left out: {ds.bad_tiles.get(t, 'in data.exclude_tiles')}"
-        + ("; set data.exclude_tiles: [] to use it" if t in ds.bad_tiles else "")
-        for t in wanted if t in skip
-    ]
     return OfficialPairs(
         ds, split, modality, images, pairs, found.where,
-        None if found_labels is None else found_labels.where, notes,
+        None if found_labels is None else found_labels.where, tile_notes(ds, split, exclude),
     )
 
 
