@@ -42,3 +42,70 @@ class UnknownLabelValueError(DataError):
             f"unknown label value(s) {shown}; add them to the class schema "
             "(classes[].values) or to ignore_values",
         )
+
+
+def error_detail(err: BaseException) -> str:
+    """One line from an exception and its causes, without the placeholders some libraries raise.
+
+    rasterio raises ``RasterioIOError("Read failed. See previous exception for details.")`` with
+    GDAL's own messages as its ``__cause__`` chain (for a truncated TIFF: ``band 1: IReadBlock
+    failed ...: TIFFReadEncodedTile() failed`` caused by ``TIFFFillTile:Read error at row 0 ...;
+    got 196420 bytes, expected 196634``). This joins the distinct messages of the chain with
+    ``": "``, leaving out placeholders and messages already contained in an earlier one.
+    """
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = " ".join(str(current).split())
+        if text and "see previous exception" not in text.lower():
+            text = text.rstrip(".")
+            if not any(text in earlier for earlier in parts):
+                parts.append(text)
+        current = current.__cause__
+    return ": ".join(parts) or type(err).__name__
+
+
+def state_dict_mismatch(err: BaseException, shown: int = 3) -> str:
+    """One line describing a failed ``load_state_dict``: missing, unexpected, mis-shaped weights.
+
+    torch's message spans several tab-indented lines, one per kind of problem, each listing
+    every key; this names how many weights are affected and the first ``shown`` of each kind.
+    """
+    import re
+
+    def names(keys: list[str], sep: str = ", ") -> str:
+        more = f"{sep}and {len(keys) - shown} more" if len(keys) > shown else ""
+        return sep.join(keys[:shown]) + more
+
+    missing: list[str] = []
+    unexpected: list[str] = []
+    shapes: list[str] = []
+    other: list[str] = []
+    for line in str(err).splitlines()[1:] or str(err).splitlines():
+        text = " ".join(line.split())
+        if not text:
+            continue
+        keys = re.findall(r'"([^"]+)"', text)
+        size = re.match(
+            r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[.*?\])\) "
+            r"from checkpoint, the shape in current model is torch\.Size\((\[.*?\])\)",
+            text,
+        )
+        if text.startswith("Missing key(s)"):
+            missing += keys
+        elif text.startswith("Unexpected key(s)"):
+            unexpected += keys
+        elif size:
+            shapes.append(f"{size[1]}: {size[2]} in the file, {size[3]} in the model")
+        else:
+            other.append(text.rstrip("."))
+    found = []
+    if missing:
+        found.append(f"{len(missing)} missing ({names(missing)})")
+    if unexpected:
+        found.append(f"{len(unexpected)} unexpected ({names(unexpected)})")
+    if shapes:
+        found.append(f"{len(shapes)} of another shape ({names(shapes, '; ')})")
+    return "; ".join(found + other) or type(err).__name__

@@ -29,7 +29,7 @@ from rasterio.windows import Window as RioWindow
 from geociss.cli.main import GDAL_DEFAULTS
 from geociss.data.classes import IGNORE_INDEX, ClassSchema
 from geociss.data.records import TileRecord, Window
-from geociss.errors import DataError, UnknownLabelValueError
+from geociss.errors import DataError, UnknownLabelValueError, error_detail
 
 for _key, _value in GDAL_DEFAULTS.items():
     os.environ.setdefault(_key, _value)
@@ -134,7 +134,7 @@ class WindowReader:
         try:
             src = rasterio.open(path)
         except RasterioError as err:
-            raise DataError(path, f"cannot open raster ({err})") from None
+            raise DataError(path, f"cannot open raster ({error_detail(err)})") from None
         if label:
             need = 1 if record.label_encoded else self.schema.label_bands
             if src.count < need:
@@ -263,7 +263,9 @@ class WindowReader:
             try:
                 invalid = source.src.read_masks(source.indexes[0], window=inner) == 0
             except RasterioError as err:
-                raise DataError(source.src.name, f"cannot read mask ({err})") from None
+                raise DataError(
+                    source.src.name, f"cannot read mask ({error_detail(err)})"
+                ) from None
         elif source.nodata is not None:
             invalid = _is_nodata(raw, source.nodata)
         if raw.dtype.kind == "f":
@@ -383,4 +385,6 @@ def _read(source: _Source, window: RioWindow) -> np.ndarray:
     try:
         return source.src.read(source.read_indexes, window=window)
     except RasterioError as err:
-        raise DataError(source.src.name, f"cannot read window {window} ({err})") from None
+        raise DataError(
+            source.src.name, f"cannot read window {window} ({error_detail(err)})"
+        ) from None

@@ -41,7 +41,7 @@ from rasterio.windows import Window as RioWindow
 from geociss.data.classes import IGNORE_INDEX, ClassSchema
 from geociss.data.records import TileRecord
 from geociss.data.tile_stats import Histograms, Moments
-from geociss.errors import DataError
+from geociss.errors import DataError, error_detail
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 """Affine coefficients ``(a, b, c, d, e, f)`` of a raster in pixel space."""
@@ -73,8 +73,9 @@ def raster_errors(path: Path, action: str = "cannot read") -> Iterator[None]:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             yield
     except (RasterioError, CPLE_BaseError, OSError) as err:
-        detail = " ".join(str(err).split()) or type(err).__name__
-        raise DataError(path, f"{action} (corrupt or truncated file?): {detail}") from None
+        raise DataError(
+            path, f"{action} (corrupt or truncated file?): {error_detail(err)}"
+        ) from None
 
 
 @contextlib.contextmanager

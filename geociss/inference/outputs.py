@@ -27,7 +27,7 @@ import numpy as np
 
 from geociss import __version__
 from geociss.data.classes import IGNORE_INDEX
-from geociss.errors import DataError
+from geociss.errors import DataError, error_detail
 from geociss.inference.qml import ClassStyle, paletted_qml, pseudocolor_qml
 from geociss.io import atomic_path, atomic_write_text
 
@@ -220,7 +220,7 @@ def _open_update(partial: Path, bands: int) -> Any:
     try:
         dst = rasterio.open(partial, "r+")
     except (RasterioIOError, TypeError) as err:  # rasterio: TypeError for an unknown format
-        raise DataError(partial, f"not a readable GeoTIFF ({err})") from None
+        raise DataError(partial, f"not a readable GeoTIFF ({error_detail(err)})") from None
     if dst.count != bands or set(dst.dtypes) != {"uint8"}:
         found = f"{dst.count} band(s) of {', '.join(sorted(set(dst.dtypes)))}"
         dst.close()
@@ -257,7 +257,8 @@ def _publish(
                 BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS", **options,
             )
         except RasterioError as err:
-            raise DataError(partial, f"could not write the COG {out_tif.name}: {err}") from None
+            detail = error_detail(err)
+            raise DataError(partial, f"could not write the COG {out_tif.name}: {detail}") from None
         for path, text in sidecars.items():
             atomic_write_text(path, text)
     for leftover in (Path(partial), Path(f"{partial}.aux.xml")):

@@ -27,7 +27,7 @@ import rasterio
 from rasterio.errors import RasterioError
 
 from geociss import __version__
-from geociss.errors import GeocissError
+from geociss.errors import GeocissError, error_detail
 from geociss.inference.grid import TileGrid
 from geociss.inference.model import LoadedModel, PredictOptions
 from geociss.inference.outputs import (
@@ -280,7 +280,7 @@ def predict_one(
     except GeocissError as err:
         return FileResult(str(path), "failed", str(err), seconds=time.perf_counter() - start)
     except (RasterioError, OSError) as err:
-        detail = " ".join(str(err).split()) or type(err).__name__
+        detail = error_detail(err)
         return FileResult(str(path), "failed", f"{path}: cannot write the outputs in "
                           f"{out_dir}: {detail}", seconds=time.perf_counter() - start)
     return FileResult(

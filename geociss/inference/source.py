@@ -32,7 +32,7 @@ from rasterio.windows import Window as RioWindow
 
 from geociss.cli.main import GDAL_DEFAULTS
 from geociss.data.tile_scan import raster_errors, valid_pixels
-from geociss.errors import DataError, GeocissError
+from geociss.errors import DataError, GeocissError, error_detail
 from geociss.inference.grid import TileGrid
 
 EXACT_DTYPES = frozenset({"uint8", "int8", "int16"})
@@ -222,7 +222,7 @@ class TileDataset(torch.utils.data.Dataset):
         except GeocissError as err:
             return Tile(index, None, None, str(getattr(err, "problem", err)))
         except (RasterioError, OSError) as err:
-            detail = " ".join(str(err).split()) or type(err).__name__
+            detail = error_detail(err)
             return Tile(index, None, None, f"cannot read (corrupt or truncated file?): {detail}")
 
     def _read(self, index: int) -> Tile:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from geociss.data.classes import IGNORE_INDEX
-from geociss.errors import DataError
+from geociss.errors import DataError, error_detail
 from geociss.inference.qml import ClassStyle, categorized_qml
 
 LAYER = "landcover"
@@ -84,7 +84,7 @@ def write_polygons(
     try:
         src = rasterio.open(classes_tif)
     except (RasterioIOError, TypeError) as err:
-        raise DataError(classes_tif, f"not a readable GeoTIFF ({err})") from None
+        raise DataError(classes_tif, f"not a readable GeoTIFF ({error_detail(err)})") from None
     with src:
         if src.count != 1 or src.dtypes[0] not in ("uint8", "uint16", "int16", "int32"):
             raise DataError(classes_tif, "expected a single-band integer class raster")
