@@ -32,6 +32,7 @@ from geociss.engine.data import ExperimentData
 from geociss.engine.evaluate import evaluate_tiles
 from geociss.engine.step import StepData, grow_student, prepare_step, training_device
 from geociss.engine.trainer import fit_step, resolve_precision
+from geociss.errors import ConfigError
 from geociss.evaluation import Scores, StepHistory
 from geociss.io import atomic_write_text
 from geociss.methods import get_method
@@ -75,6 +76,12 @@ class ScenarioRunner:
     def __init__(
         self, config: ExperimentConfig, log: Callable[[str], None] = print, progress: bool = True
     ) -> None:
+        if not config.name.strip("."):
+            raise ConfigError(
+                f"name: {config.name!r} is not a usable run name (the run folder "
+                f"{config.run_dir} would not be a new folder in {config.out}); give it at least "
+                "one letter, digit, '_' or '-'"
+            )
         self.config = config
         self.log = log
         self.progress = progress

@@ -41,6 +41,7 @@ from geociss.inference.run import (
     Job,
     bound_heap_growth,
     compute,
+    discard_partials,
     gdal_env,
     predict_one,
     prepare,
@@ -146,6 +147,8 @@ def _shared_file(
             error = str(err)
     outcomes: list[Any] = [None] * world
     dist.all_gather_object(outcomes, (error, tiles, skipped))
+    if job is not None and not done and any(e for e, _, _ in outcomes):
+        discard_partials(job, f".rank{rank}")  # the input itself is bad: nothing to resume
     result = None
     if rank == 0:
         errors = [e for e, _, _ in outcomes if e]

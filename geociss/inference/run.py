@@ -207,6 +207,19 @@ def compute(
     return stats
 
 
+def discard_partials(job: Job, tag: str = "") -> None:
+    """Delete the partial files of ``job`` (rank ``tag``) and their progress sidecar.
+
+    For inputs that fail while streaming because the input itself is bad (an unreadable tile):
+    their partials hold nothing a later run could resume, since a repaired input changes the
+    run hash and starts afresh anyway.
+    """
+    for path in job.outs.partials(tag).values():
+        path.unlink(missing_ok=True)
+        Path(f"{path}.aux.xml").unlink(missing_ok=True)
+    job.outs.rank_sidecar(tag).unlink(missing_ok=True)
+
+
 def publish(job: Job, model: LoadedModel, opts: PredictOptions) -> list[Path]:
     """Finalise the streamed partials into the published outputs; record the run as done."""
     partials, outs = job.outs.partials(), job.outs
@@ -275,7 +288,11 @@ def predict_one(
         if finished(job.outs.sidecar, job.digest):
             return FileResult(str(path), "skipped", seconds=time.perf_counter() - start,
                               outputs=[str(p) for p in job.outs.files()])
-        stats = compute(job, model, predictor, opts, batch_size, on_flush=on_flush)
+        try:
+            stats = compute(job, model, predictor, opts, batch_size, on_flush=on_flush)
+        except GeocissError:
+            discard_partials(job)  # the input itself is bad: nothing worth resuming
+            raise
         files = publish(job, model, opts)
     except GeocissError as err:
         return FileResult(str(path), "failed", str(err), seconds=time.perf_counter() - start)
