@@ -57,10 +57,15 @@ class DataConfig(BaseModel):
     exclude_tiles: list[str | int] | None = Field(
         default=None,
         description="data.dataset only: tile ids to leave out (default: the known bad tiles, "
-        "Potsdam 4_12); [] keeps every tile.",
+        "Potsdam 4_12); [] keeps every tile. A list replaces the default, so name 4_12 too to "
+        "keep it out. Quote ids ('4_12'): unquoted, YAML reads 4_12 as the number 412.",
     )
     class_schema: str = Field(
-        default="isprs", alias="schema", description="Class schema: a preset name or a YAML path."
+        default="isprs",
+        alias="schema",
+        description="Class schema: a preset name (isprs, isprs-rgb) or a YAML path. A preset name "
+        "always means the preset, even if a file or folder of that name is in the working "
+        "directory; write ./isprs for such a file.",
     )
     val_images: Path | None = Field(default=None, description="Validation images (default: split).")
     val_labels: Path | None = Field(default=None, description="Validation labels.")
@@ -132,6 +137,11 @@ class TrainConfig(BaseModel):
     )
     lr: float = Field(default=0.01, gt=0, description="Learning rate of step 0 (and joint).")
     lr_incremental: float = Field(default=0.001, gt=0, description="Learning rate of steps ≥ 1.")
+    optimizer: Literal["sgd", "adamw"] = Field(
+        default="sgd",
+        description="Optimiser of step 0 (and joint): 'sgd' (Nesterov momentum, the papers') or "
+        "'adamw' (momentum ignored). Incremental steps always use SGD, as the papers do.",
+    )
     head_lr_mult: float = Field(
         default=1.0, gt=0, description="Head (ASPP + classifiers) learning rate × this factor."
     )
@@ -187,7 +197,11 @@ class ExperimentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(default="experiment", pattern=r"^[A-Za-z0-9._-]+$", description="Run name.")
+    name: str = Field(
+        default="experiment",
+        pattern=r"^[A-Za-z0-9._-]*[A-Za-z0-9_-][A-Za-z0-9._-]*$",
+        description="Run name (letters, digits, '.', '_', '-'; not only dots).",
+    )
     out: Path = Field(default=Path("runs"), description="Parent folder of the run folder.")
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)

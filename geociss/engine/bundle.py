@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from geociss import __version__
 from geociss.config.validation import describe_validation_error
 from geociss.data.classes import ClassSchema
-from geociss.errors import DataError, GeocissError
+from geociss.errors import DataError, GeocissError, state_dict_mismatch
 from geociss.io import atomic_path
 from geociss.models.config import ModelConfig
 
@@ -225,11 +225,10 @@ class StepBundle:
         try:
             model.load_state_dict(self.state_dict, strict=True)
         except RuntimeError as err:
-            detail = str(err).strip().splitlines()
             raise DataError(
                 self.source,
-                f"weights do not match the model described in the bundle: "
-                f"{' '.join(detail[1:2] or detail[:1])[:300]}",
+                "weights do not match the model described in the bundle: "
+                f"{state_dict_mismatch(err)}",
             ) from None
         model.config = self.model_config
         model.weights_origin = self.weights_origin  # the step-0 initialisation, carried on
@@ -260,6 +259,8 @@ class StepBundle:
         from safetensors import SafetensorError, safe_open
 
         path = Path(path)
+        if path.is_dir():
+            raise DataError(path, "is a folder, not a step bundle (give its .safetensors file)")
         if not path.is_file():
             raise DataError(path, "step bundle not found")
         try:

@@ -102,3 +102,34 @@ def test_weights_mismatch_is_one_clean_line():
         "5 missing (1.bias, 2.bias, 3.bias, and 2 more); 1 unexpected (extra.weight); "
         "1 of another shape (0.weight: [5, 3] in the file, [3, 3] in the model)"
     )
+
+
+def test_a_bundle_path_that_is_a_folder_says_so(tmp_path):
+    res = CliRunner().invoke(cli, ["info", str(tmp_path)])
+    assert res.exit_code == 2, res.output
+    assert "is a folder, not a step bundle (give its .safetensors file)" in res.output
+
+
+def test_a_bundle_with_tampered_weights_is_one_clean_line(tmp_path):
+    bundle = tiny_bundle()
+    key = next(k for k in bundle.state_dict if k.endswith("weight"))
+    bundle.state_dict[key] = torch.zeros(1, 1, 1, 1)
+    path = bundle.save(tmp_path / "bad.safetensors")
+    from geociss.errors import DataError
+
+    with pytest.raises(DataError) as info:
+        StepBundle.load(path).build_model()
+    text = str(info.value)
+    assert "\n" not in text and "\t" not in text
+    assert f"1 of another shape ({key}: [1, 1, 1, 1] in the file" in text
+
+
+def test_a_run_name_of_only_dots_fails_validation():
+    from pydantic import ValidationError
+
+    from geociss.config.experiment import ExperimentConfig
+
+    base = {"data": {"images": "i", "labels": "l"}, "scenario": {"task": "4-1"}}
+    with pytest.raises(ValidationError):
+        ExperimentConfig.model_validate({**base, "name": ".."})
+    assert ExperimentConfig.model_validate({**base, "name": "a..b"}).name == "a..b"
