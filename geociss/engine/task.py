@@ -129,17 +129,21 @@ class IncrementalStep(L.LightningModule):
     # ---------------------------------------------------------------- optimisation
 
     def configure_optimizers(self) -> Any:
-        """SGD (Nesterov) with backbone/head groups and a per-iteration poly schedule."""
+        """SGD (Nesterov) or, at step 0 on request, AdamW; backbone/head groups; poly schedule."""
         cfg = self.train_cfg
         lr = cfg.lr_for(self.step_index)
         groups = self.method.param_groups(self.model, lr, cfg.head_lr_mult, cfg.weight_decay)
-        optimizer = torch.optim.SGD(
-            groups,
-            lr=lr,
-            momentum=cfg.momentum,
-            nesterov=cfg.momentum > 0,
-            weight_decay=cfg.weight_decay,
-        )
+        optimizer: torch.optim.Optimizer
+        if cfg.optimizer == "adamw" and self.step_index == 0:
+            optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(
+                groups,
+                lr=lr,
+                momentum=cfg.momentum,
+                nesterov=cfg.momentum > 0,
+                weight_decay=cfg.weight_decay,
+            )
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         power = cfg.poly_power
 

@@ -25,3 +25,15 @@ def test_teacher_stays_in_eval_mode_when_the_step_trains():
     step.train()
     assert step.model.training and not step.teacher.training
     assert not any(p.requires_grad for p in step.teacher.parameters())
+
+
+@pytest.mark.parametrize(("step_index", "expected"), [(0, torch.optim.AdamW), (1, torch.optim.SGD)])
+def test_adamw_is_used_at_step_0_only(step_index, expected):
+    method = make_method("finetune", {}, step_index)
+    model = tiny_model([3] if step_index == 0 else [3, 2])
+    cfg = TrainConfig(optimizer="adamw", lr=0.002, lr_incremental=0.0005)
+    step = IncrementalStep(model, None, method, cfg, [0.0] * 3, [1.0] * 3, step=step_index)
+    step.trainer = type("T", (), {"estimated_stepping_batches": 10})()
+    opt = step.configure_optimizers()["optimizer"]
+    assert type(opt) is expected
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.002 if step_index == 0 else 0.0005)
