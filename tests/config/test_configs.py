@@ -67,3 +67,12 @@ def test_experiment_validates(path):
 def test_method_fragment_validates(path):
     cfg = load_config(path)["method"]
     get_method(cfg["name"]).Params.model_validate(cfg.get("params", {}))
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "models").glob("*.yaml")), ids=lambda p: p.stem)
+def test_model_fragments_validate_and_name_a_registered_encoder(path):
+    from geociss.models.config import ModelConfig
+    from geociss.models.encoders import ENCODERS
+
+    cfg = ModelConfig.model_validate(load_config(path)["model"])
+    assert cfg.encoder in ENCODERS
