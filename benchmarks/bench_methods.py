@@ -1,7 +1,9 @@
-"""Methods × tasks on the sample scenes (small preset), written to docs/benchmarks.md.
+"""Methods × tasks × seeds on the sample scenes, written to docs/benchmarks.md.
 
-Run: python -m benchmarks.bench_methods [--tasks 4-1,2-2-1] [--methods ilt,mib,...]
-     python -m benchmarks.bench_methods --report-only ...   (table of the finished run folders)
+Run: python -m benchmarks.bench_methods                 (cpu preset: every method, the four IDEC
+                                                         tasks, seeds 0,1,2; resumable)
+     python -m benchmarks.bench_methods --report-only  (tables of the finished run folders)
+     python -m benchmarks.bench_methods --preset small --seeds 0 ...   (from-scratch ablation)
 """
 
 import argparse
@@ -9,45 +11,67 @@ import time
 from pathlib import Path
 
 from benchmarks._report import update_section
-from geociss.bench import collect, describe, markdown, run_bench
+from geociss.bench import collect, describe, run_bench
+from geociss.bench.report import comparisons, per_class_table, summary_table
+
+METHODS = "ilt,mib,plop,ucd,dkd,idec,idec-no-dada,idec-no-arcl,idec-no-pseudo"
+TASKS = "4-1,2-3,2-2-1,2-1-1-1"
+CLASSES = ["impervious surfaces", "building", "low vegetation", "tree", "car"]
+
+
+def tables(rows, preset: str, command: str, minutes: float | None) -> str:
+    """The section text: settings, the three tables and how to read them."""
+    took = f" ({minutes:.0f} min on this machine)" if minutes is not None else ""
+    return (
+        f"## Methods on the sample scenes ({preset} preset)\n\n"
+        f"Command: `{command}`{took}. " + describe(preset) + " "
+        "mIoU in % on the held-out scenes after the last step, mean ± sample standard deviation "
+        "over the seeds (old = step-0 classes incl. impervious surfaces, new = classes added "
+        "later); all / joint = all-mIoU as a fraction of joint training with the same seed; "
+        "Potsdam all / joint = the same ratio from the IDEC paper's Table 3 (ISPRS Potsdam, "
+        "ResNet-101, GPU), for orientation only; s/step vs fine-tune = median seconds of one "
+        "training step of the method at step 1 relative to fine-tuning (measured apart from the "
+        "runs, in a fresh process; with --report-only: in-run wall time per step); peak MiB = "
+        "growth of the peak resident memory of that step's process.\n\n"
+        + summary_table(rows)
+        + "\n\nPaired differences of all-mIoU (percentage points, same seed = same data, step-0 "
+        "model and sampling), mean and 95 % Student-t interval over the seeds. A method is "
+        "called better or worse only where the interval excludes 0.\n\n"
+        + comparisons(rows)
+        + "\n\nPer-class IoU of the final model (%, mean over seeds).\n\n"
+        + per_class_table(rows, CLASSES)
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--methods", default="ilt,mib,plop,ucd,dkd,idec")
-    ap.add_argument("--tasks", default="4-1,2-2-1")
-    ap.add_argument("--out", default="bench-small")
-    ap.add_argument("--section", default="methods")
+    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("--methods", default=METHODS)
+    ap.add_argument("--tasks", default=TASKS)
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--out", default="bench-cpu")
+    ap.add_argument("--section", default=None, help="docs section (default: methods-<preset>)")
     ap.add_argument("--report-only", action="store_true", help="tabulate finished runs only")
     args = ap.parse_args()
+    methods, tasks = args.methods.split(","), args.tasks.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    section = args.section or f"methods-{args.preset}"
+    command = (
+        f"python -m benchmarks.bench_methods --preset {args.preset} --methods {args.methods} "
+        f"--tasks {args.tasks} --seeds {args.seeds}"
+    )
     if args.report_only:
-        rows = collect(args.methods.split(","), args.tasks.split(","), "small", Path(args.out))
-        print(markdown(rows))
-        return
-    start = time.time()
-    rows = run_bench(
-        args.methods.split(","),
-        args.tasks.split(","),
-        "small",
-        Path(args.out),
-        log=lambda m: print(m, flush=True),
-    )
-    minutes = (time.time() - start) / 60
-    cmd = f"python -m benchmarks.bench_methods --methods {args.methods} --tasks {args.tasks}"
-    update_section(
-        args.section,
-        (
-            f"## Methods on the sample scenes ({args.tasks}; small preset)\n\n"
-            f"Command: `{cmd}` ({minutes:.0f} min on this machine). " + describe("small") + " "
-            "mIoU in % on full validation tiles after the last step "
-            "(old = step-0 classes incl. impervious surfaces, new = classes added later); "
-            "s/step = median seconds of one training step (batch and patch of the preset) of the "
-            "method at step 1, measured apart from the runs; peak MiB = growth of the peak "
-            "resident memory of that step's process (CPU) or peak allocated CUDA memory; "
-            "vs fine-tune = the same relative to fine-tuning.\n\n" + markdown(rows)
-        ),
-    )
-    print(markdown(rows))
+        rows = collect(methods, tasks, args.preset, Path(args.out), seeds)
+        text = tables(rows, args.preset, command + " --report-only", None)
+    else:
+        start = time.time()
+        rows = run_bench(
+            methods, tasks, args.preset, Path(args.out),
+            log=lambda m: print(m, flush=True), seeds=seeds,
+        )
+        text = tables(rows, args.preset, command, (time.time() - start) / 60)
+    update_section(section, text)
+    print(text)
 
 
 if __name__ == "__main__":

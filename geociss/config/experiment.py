@@ -140,7 +140,11 @@ class TrainConfig(BaseModel):
     optimizer: Literal["sgd", "adamw"] = Field(
         default="sgd",
         description="Optimiser of step 0 (and joint): 'sgd' (Nesterov momentum, the papers') or "
-        "'adamw' (momentum ignored). Incremental steps always use SGD, as the papers do.",
+        "'adamw' (momentum ignored).",
+    )
+    optimizer_incremental: Literal["sgd", "adamw"] = Field(
+        default="sgd",
+        description="Optimiser of steps >= 1: 'sgd' (the papers') or 'adamw'.",
     )
     head_lr_mult: float = Field(
         default=1.0, gt=0, description="Head (ASPP + classifiers) learning rate × this factor."
@@ -177,6 +181,10 @@ class TrainConfig(BaseModel):
     def epochs_for(self, step: int) -> int:
         """Epochs of a step."""
         return self.epochs if step == 0 else (self.epochs_incremental or self.epochs)
+
+    def optimizer_for(self, step: int) -> str:
+        """Optimiser of a step."""
+        return self.optimizer if step == 0 else self.optimizer_incremental
 
     def lr_for(self, step: int) -> float:
         """Base learning rate of a step."""

@@ -129,12 +129,12 @@ class IncrementalStep(L.LightningModule):
     # ---------------------------------------------------------------- optimisation
 
     def configure_optimizers(self) -> Any:
-        """SGD (Nesterov) or, at step 0 on request, AdamW; backbone/head groups; poly schedule."""
+        """SGD (Nesterov) or AdamW (``train.optimizer[_incremental]``); parameter groups; poly."""
         cfg = self.train_cfg
         lr = cfg.lr_for(self.step_index)
         groups = self.method.param_groups(self.model, lr, cfg.head_lr_mult, cfg.weight_decay)
         optimizer: torch.optim.Optimizer
-        if cfg.optimizer == "adamw" and self.step_index == 0:
+        if cfg.optimizer_for(self.step_index) == "adamw":
             optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay)
         else:
             optimizer = torch.optim.SGD(
