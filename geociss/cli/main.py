@@ -37,7 +37,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("geociss.cli.export", "export", "Export a bundle (ONNX for QGIS Deepness)."),
 }
 
-# GDAL settings that make many small windowed reads fast (GEO.md §1.7); users may override them.
+# GDAL settings that make many small windowed reads fast (the ones torchgeo's own CLI sets);
+# users may override them.
 GDAL_DEFAULTS = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "GDAL_MAX_RAW_BLOCK_CACHE_SIZE": "200000000",

@@ -127,7 +127,7 @@ class DataConfig(BaseModel):
 
 
 class TrainConfig(BaseModel):
-    """Optimisation and hardware settings (METHODS.md §1.7 for the papers' values)."""
+    """Optimisation and hardware settings (the papers' values: configs/train/paper.yaml)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -164,7 +164,7 @@ class TrainConfig(BaseModel):
         description="Freeze every normalisation layer (BatchNorm statistics and affine weights) "
         "at steps >= 1, whatever the method. Recommended for small batches: a student whose "
         "BatchNorm uses batch statistics drifts from the teacher's running statistics, which "
-        "inflates feature distillation (METHODS.md §5.6). DKD and IDEC freeze them anyway.",
+        "inflates feature distillation. DKD and IDEC freeze them anyway.",
     )
     gradient_clip: float | None = Field(
         default=None,

@@ -1,7 +1,7 @@
 """A dataset indexed by :class:`Window`, and the collate that remaps labels to step channels.
 
 The samplers (:mod:`geociss.data.samplers`) yield windows; a ``DataLoader`` hands each one to
-:class:`WindowDataset`, whose sample dict follows torchgeo's keys (DESIGN §3)::
+:class:`WindowDataset`, whose sample dict follows torchgeo's keys::
 
     image      float32 tensor (C, H, W)
     mask       int64 tensor (H, W), class ids of the schema, 255 = ignore

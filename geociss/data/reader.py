@@ -8,7 +8,7 @@ its own. Pickling (the ``spawn`` start method) drops the handles.
 
 Windows that run past the raster edge are read as the part inside the raster pasted into a
 filled array (image 0, invalid, label 255). This is what a boundless read means here; it avoids
-rasterio's ``boundless=True``, which builds a virtual warped dataset on every call (GEO.md §1.8),
+rasterio's ``boundless=True``, which builds a virtual warped dataset on every call (slow),
 and windows inside the raster take the plain fast path.
 """
 

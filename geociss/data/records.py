@@ -76,9 +76,9 @@ class BandStats:
 class Region:
     """A selectable unit of training data: a chip of a tile with its class histogram.
 
-    Scenarios select regions (overlap/disjoint, METHODS.md §1.2) on their original labels; the
-    training sampler draws random windows inside the selected regions. With no chip size a
-    region is a whole tile.
+    Scenarios select regions (overlap/disjoint, :mod:`geociss.data.scenarios`) on their original
+    labels; the training sampler draws random windows inside the selected regions. With no chip
+    size a region is a whole tile.
 
     Attributes:
         window: the region's pixel window (inside the raster).

@@ -1,7 +1,8 @@
 """Window samplers: random windows for training, a regular grid for evaluation and prediction.
 
 All window arithmetic is in integer pixels of each raster's own grid, so there is no float
-drift (GEO.md §1.3: torchgeo's CRS-unit grid makes 81 chips of a 64-chip tile).
+drift (torchgeo 0.8's grid sampler works in CRS units: on a 2048² tile at 0.09 m, rounding makes
+81 chips of 256² where 8 x 8 = 64 fit, the extra ones past the tile edge).
 
 Both samplers are ``torch.utils.data.Sampler`` s of :class:`Window` s; pair them with
 :class:`geociss.data.dataset.WindowDataset`. They run in the main process (DataLoader workers

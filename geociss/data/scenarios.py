@@ -1,6 +1,6 @@
 """Class-incremental scenarios: which classes each step learns, which data it sees, how labels map.
 
-A scenario is data, not code (STYLE.md habit 6). It is built from a :class:`ScenarioConfig`:
+A scenario is data, not code (no per-method branches). It is built from a :class:`ScenarioConfig`:
 
 * ``task: "4-1"``: class counts per step over the learned classes in ``order``. Any ``a-b-c-...``
   whose counts sum to the number of learned classes is taken literally; a two-number ``a-b``
@@ -11,7 +11,7 @@ A scenario is data, not code (STYLE.md habit 6). It is built from a :class:`Scen
 * ``steps: [[...], [...]]``: explicit class lists (names or ids) per step; any class order.
 
 Channels. The model's channel order is ``[background] + classes of step 0 + classes of step 1 +
-...`` (METHODS.md §1.3-1.4). When the schema names a background class (ISPRS as in IDEC:
+...``. When the schema names a background class (ISPRS as in IDEC:
 impervious surfaces), that class *is* channel 0; by default it is also counted in the task's
 numbers (IDEC's ``4-1`` = {impervious, building, low vegetation, tree}, {car}); set
 ``count_background: false`` for the VOC convention (``15-5`` counts foreground classes only and
@@ -21,7 +21,7 @@ the background is added to step 0). When the schema has no background class, an 
 Labels at step ``t`` (applied once, as a look-up table in the sampler's collate):
 
 * training: classes of step ``t`` keep their channel; every other class (old, future,
-  unlearned) becomes background (channel 0); 255 stays 255 (METHODS.md §1.3). With
+  unlearned) becomes background (channel 0); 255 stays 255. With
   ``keep_old=True`` old classes keep their channel too (ILT's original protocol).
 * evaluation after step ``t``: seen classes keep their channel; **future classes become 255
   (ignored)** by default; unlearned classes become 255 when the background is a real class
@@ -33,7 +33,7 @@ Labels at step ``t`` (applied once, as a look-up table in the sampler's collate)
   across steps (MiB/UCD test convention; SSUL/IDEC ignore them too). ``future: background`` gives
   PLOP/DKD's convention.
 
-Data selection at step ``t`` works on each region's ORIGINAL class histogram (METHODS.md §1.2):
+Data selection at step ``t`` works on each region's ORIGINAL class histogram (not its step labels):
 ``overlap`` keeps a region holding at least ``min_pixels`` of a class new at ``t`` (the
 background class never drives selection); ``disjoint`` additionally requires that the region
 holds no future class. Joint (single-step) training uses every labelled region.
@@ -83,7 +83,10 @@ class ScenarioConfig(BaseModel):
         default=True, description="Whether the background class is counted in the task's numbers."
     )
     setting: Literal["overlap", "disjoint"] = Field(
-        default="overlap", description="Data selection per step (METHODS.md §1.2)."
+        default="overlap",
+        description="Data selection per step, on the original labels: 'overlap' keeps data "
+        "holding a class new at the step (old and future classes may be there too); "
+        "'disjoint' also requires that it holds no future class.",
     )
     future: Literal["ignore", "background"] = Field(
         default="ignore",

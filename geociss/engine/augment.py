@@ -3,7 +3,7 @@
 One random affine map per sample (D4 symmetry: flips and 90° rotations; isotropic scale; random
 translation) is applied with a single ``grid_sample`` to the image (bilinear) and the mask
 (nearest). Pixels that come from outside the tile are invalid: image 0 and mask 255 (ignore),
-never background (METHODS.md §5 pitfall 2; kornia's geometric augmentations pad masks with 0,
+never background (kornia's geometric augmentations pad masks with 0,
 which would teach "background" at tile borders, hence this module). Photometric jitter is a mild
 per-sample, per-band gain and offset on the normalised image, valid for any band count (RGB
 colour jitter assumes three bands).

@@ -1,6 +1,6 @@
 """Step bundle: one ``.safetensors`` file with a model's weights and everything needed to use it.
 
-Layout of the file (DESIGN.md §3):
+Layout of the file:
 
 * tensors: the model's ``state_dict`` under its own keys (so the file is also a plain state dict
   for other tools), plus the tensors a method stores (e.g. DKD's auxiliary classifier) under

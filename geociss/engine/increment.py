@@ -1,12 +1,12 @@
 """``geociss extend``: train one new step of a bundle on data labelled for the new classes only.
 
 Steps are prepared with :mod:`geociss.engine.step`, as the runner's are. :func:`extend_bundle` is
-the production workflow (DESIGN.md §1): add classes to a trained model from a folder (or
-polygon file) labelled for the **new classes only**:
+the production workflow: add classes to a trained model from a folder (or polygon file)
+labelled for the **new classes only**, without the old training data:
 
 * label rasters: value ``k`` (1-based) is the k-th new class, or the values given as
   ``label_values``; 0 is "anything else" (the background of this step, which hides the old
-  classes: the background shift of METHODS.md §1.1); 255 is ignored. Any other value is an error.
+  classes: the "background shift"); 255 is ignored. Any other value is an error.
   Polygon files: the class attribute holds new class names (or 1-based numbers); pixels outside
   every polygon are background.
 * the new classes join the bundle's class schema (appended ids and colours; a schema class the

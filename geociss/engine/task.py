@@ -23,7 +23,7 @@ from geociss.models.segmenter import SegmentationModel
 
 
 def freeze_teacher(teacher: SegmentationModel) -> SegmentationModel:
-    """Put the teacher in eval mode with no trainable parameter (METHODS.md §1.5)."""
+    """Freeze the teacher: eval mode (running BatchNorm statistics, no dropout), no gradients."""
     teacher.eval()
     teacher.requires_grad_(False)
     return teacher

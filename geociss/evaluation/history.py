@@ -1,7 +1,8 @@
 """Scores after every incremental step, forgetting and PLOP's "avg".
 
-Channels are appended step after step (METHODS.md §1.4), so a channel id means the same class in
-every record of a history: each record's channel names must extend the previous record's.
+Channels are appended step after step (:mod:`geociss.models.classifier`), so a channel id means
+the same class in every record of a history: each record's channel names must extend the
+previous record's.
 
 * **forgetting** of a class learned before the last step = (best IoU at any earlier evaluation
   where the class had a defined IoU) − (IoU after the last step). Positive means forgotten.

@@ -1,12 +1,12 @@
 """Per-class scores and old / new / all mIoU from a confusion matrix.
 
-Conventions (METHODS.md §1.6 and §5 pitfall 13), each chosen by the caller:
+Conventions (the papers differ on each), each chosen by the caller:
 
 * **Channels.** Rows and columns of the confusion matrix are model channels (ground truth in
   rows). The caller passes which channels are *old* and which are *new*.
 * **old** = the channels of step 0, *including* the background channel. This is the VOC / MiB /
   PLOP / DKD convention, where the "0-15" and "1-15" columns of the papers are the same number.
-  For ISPRS as in IDEC (§3.1) channel 0 is impervious surfaces, a real class that only plays
+  For ISPRS as in IDEC, channel 0 is impervious surfaces, a real class that only plays
   background during training, so it belongs in "old" naturally and "all" is the mean over the
   learned classes (clutter is ignored at test time and is no channel).
 * **new** = the channels added in steps 1..t.

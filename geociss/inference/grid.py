@@ -1,4 +1,4 @@
-"""The tile grid of one raster and the blending weight of each tile (GEO.md §2.2).
+"""The tile grid of one raster and the blending weight of each tile.
 
 Tiles are ``tile`` x ``tile`` pixel windows on an integer grid with stride ``tile - overlap``
 along each axis (:func:`geociss.data.samplers.grid_origins`: the last tile is pulled back to end
@@ -31,7 +31,7 @@ from geociss.errors import ConfigError
 
 
 def default_margin(overlap: int) -> int:
-    """The default zero-weight margin: an eighth of the overlap (GEO.md §2.2), at least 1."""
+    """The default zero-weight margin: an eighth of the overlap, at least 1."""
     return 0 if overlap < 3 else max(1, overlap // 8)
 
 

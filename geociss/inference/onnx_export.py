@@ -1,6 +1,6 @@
 """Export a step bundle to a single-file ONNX model that the QGIS Deepness plugin loads.
 
-The contract (GEO.md §4, checked in Deepness' source): Deepness feeds each tile as
+The contract (checked in the source of Deepness 0.6.5): Deepness feeds each tile as
 ``x / 255`` of the **uint8** band values (then ``(x - mean) / std`` with the metadata's
 ``standardization_mean/std``) as a float32 ``[batch, C, tile, tile]`` tensor, and expects a
 ``[batch, classes, tile, tile]`` softmax output. geociss models are trained on the raw band

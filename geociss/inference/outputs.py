@@ -1,8 +1,7 @@
 """QGIS-ready prediction rasters: streamed GTiff in, Cloud-Optimised GeoTIFF plus sidecars out.
 
 The prediction engine streams row bands into a tiled GTiff opened with :func:`class_profile`
-(``<out>.partial``); one ``finalize_*`` call per output then styles it and publishes it
-(GEO.md §3a-3c):
+(``<out>.partial``); one ``finalize_*`` call per output then styles it and publishes it:
 
 1. the tags, colour table, band descriptions and scale/offset are written into the streamed
    GTiff (``r+``), so that the copy carries them;

@@ -6,7 +6,7 @@ RAM until a TIFF block row is complete, uint8 ``outputs x 512 x width``. It does
 the raster's height. Its width does, so a raster wider than the buffer budget is
 cut into column groups (block-aligned, so that every output block belongs to one group), each
 streamed top to bottom with its own buffer; the tiles that straddle a group boundary are
-predicted once per group (GEO.md §2.2 step 5).
+predicted once per group.
 
 GPU memory of a batch is estimated, not measured, for ``--dry-run``: input and output tensors of
 the batch plus the largest activation of one forward pass (measured with forward hooks on a small

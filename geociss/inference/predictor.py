@@ -4,11 +4,11 @@
 normalises with the bundle's mean/std, runs the model under ``torch.inference_mode`` (bf16
 autocast and ``channels_last`` on CUDA), maps logits to probabilities (softmax unless a method
 gives its own ``probabilities_fn``) and averages the probabilities of the test-time augmentation
-views after undoing each view (GEO.md §2.3): ``flip`` = identity, horizontal, vertical and both
+views after undoing each view: ``flip`` = identity, horizontal, vertical and both
 flips; ``d4`` = the 8 rotations/reflections of the square (tiles are square, so rot90 is exact).
 Probabilities, never argmax votes, are averaged, so TTA composes with blending.
 
-Batch size (GEO.md §2.4): on CUDA, :func:`auto_batch_size` doubles the batch until the forward
+Batch size: on CUDA, :func:`auto_batch_size` doubles the batch until the forward
 pass runs out of memory or leaves less than 20 % of the GPU free, backs off one step and caches
 the answer per (model, tile, dtype, TTA); on CPU it is a small constant (conv workspace, not the
 batch, dominates memory there).

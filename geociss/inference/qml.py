@@ -1,6 +1,6 @@
 """Class styles and the QGIS style files (QML) that make prediction outputs open styled.
 
-Three renderers are written, all readable by QGIS 3.22 LTR (GEO.md §3b-3d):
+Three renderers are written, all readable by QGIS 3.22 LTR:
 
 * :func:`paletted_qml`: a raster "paletted / unique values" renderer with exactly the model's
   classes (QGIS otherwise lists all 256 palette entries of an 8-bit colour table);

@@ -261,7 +261,7 @@ def bound_heap_growth(threshold: int = 8 << 20) -> bool:
 
 
 def gdal_env() -> rasterio.Env:
-    """The GDAL environment of a run: a bounded block cache (GEO.md §2.4)."""
+    """The GDAL environment of a run: a bounded block cache."""
     if "GDAL_CACHEMAX" in os.environ:
         return rasterio.Env()
     return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20)

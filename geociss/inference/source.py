@@ -1,9 +1,9 @@
 """Input rasters of ``predict``: which bands feed the model, which pixels are valid, tile reads.
 
 :class:`RasterInput` checks a raster once in the main process (band count against the model,
-validity rules, georeferencing). :class:`TileDataset` reads its tiles, one
-``rasterio`` handle per process, opened lazily, so that DataLoader workers read windows in
-parallel while the main process predicts and writes (GEO.md §2.4).
+validity rules, georeferencing). :class:`TileDataset` reads its tiles, one ``rasterio`` handle
+per process, opened lazily, so that DataLoader workers read windows in parallel while the main
+process predicts and writes (the only writer: rasterio handles are not thread-safe).
 
 Valid pixels follow the catalogue (:func:`geociss.data.tile_scan.valid_pixels`): the dataset
 mask (alpha band or internal mask), all bands equal to nodata, or NaN. Invalid pixels are fed to
@@ -42,7 +42,7 @@ quarter of the bytes of float32: on a loaded 2-core machine the reader worker us
 of CPU per float32 512² RGB tile, most of it moving the tile through shared memory, and 1.8-2.5
 ms per uint8 tile."""
 
-for _key, _value in GDAL_DEFAULTS.items():  # fast windowed reads (GEO.md §1.7), as the CLI sets
+for _key, _value in GDAL_DEFAULTS.items():  # fast windowed reads, as the CLI sets
     os.environ.setdefault(_key, _value)
 
 

@@ -1,6 +1,6 @@
 """Stream one raster through the model: tiles in, finished row bands of uint8 outputs out.
 
-Memory does not grow with the raster's height (GEO.md §2.2). A :class:`RowBandAccumulator`
+Memory does not grow with the raster's height. A :class:`RowBandAccumulator`
 holds the weighted probability sums of one tile height of rows: a ring of ``tile`` rows x the
 columns being predicted, float32 ``K x tile x width`` plus a nodata flag per pixel, on the
 predictor's device (on a GPU, blending and encoding run there and only uint8 rows come back).

@@ -1,4 +1,4 @@
-"""Class raster → gap-free, simplified land-cover polygons in a styled GeoPackage (GEO.md §3d).
+"""Class raster → gap-free, simplified land-cover polygons in a styled GeoPackage.
 
 Pipeline: sieve (4-connectivity, nodata excluded) → ``rasterio.features.shapes`` →
 ``shapely.coverage_simplify`` → GeoPackage 1.2, layer ``landcover``, with an embedded default

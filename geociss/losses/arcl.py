@@ -1,4 +1,4 @@
-"""IDEC's ARCL: asymmetric region-wise contrastive learning (METHODS.md §2.8).
+"""IDEC's ARCL: asymmetric region-wise contrastive learning (Zhao, Yuan, Shi, TPAMI 2023).
 
 The paper's Fig. 1(b): a class-aware mask cuts the latent space into region embeddings; the
 ANCHOR comes from the frozen previous-step model, the POSITIVE and the NEGATIVES from the current
@@ -7,8 +7,8 @@ IDEC's public code does not implement this (its "region embedding" is a list of 
 activations fed to a triplet loss, behind frozen modules); this module follows the figure:
 
 1. The labels (ground truth ∪ pseudo-labels, at image resolution) are down-sampled to the
-   feature resolution by NEAREST neighbour (never bilinear: §5 pitfall 2); ignored pixels belong
-   to no region.
+   feature resolution by NEAREST neighbour (bilinear would mix class ids at boundaries); ignored
+   pixels belong to no region.
 2. A region is the set of pixels of one class in one image. Its embedding is the mean of the
    L2-normalised pixel features over the region, L2-normalised again (so similarities are
    cosines in [−1, 1]; [0, 1] for post-ReLU features).

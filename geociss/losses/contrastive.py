@@ -1,4 +1,4 @@
-"""UCD's uncertainty-aware contrastive distillation (Yang et al., TPAMI 2022; METHODS.md §2.6).
+"""UCD's uncertainty-aware contrastive distillation (Yang et al., TPAMI 2022).
 
 At feature resolution (the ASPP output, 1/16), every pixel of the mini-batch gets a "mixed"
 label ``m``: its ground truth where it is a new class, the teacher's prediction where the step's
@@ -14,7 +14,7 @@ the same pixels. For anchor ``i`` and contrast pixel ``j`` (``s_ij = a_i · c_j 
 * ``ℓ_i = −(1/|Pos_i|) Σ_{j∈Pos_i} P_ij [s_ij − log(exp(s_ij) + N_i)]``, averaged over the anchors
   that have at least one positive.
 
-Differences from UCD's code, on purpose (METHODS.md §5.2, §5.4):
+Differences from UCD's code, on purpose:
 
 * labels are down-sampled by NEAREST neighbour (UCD interpolates them bilinearly, which mixes
   class ids at boundaries and turns 255 into background); ignored pixels are neither anchors nor

@@ -1,6 +1,6 @@
 """IDEC's DADA: dense distillation of multi-level features, driven by class-specific pseudo-labels.
 
-IDEC (Zhao, Yuan, Shi, TPAMI 2023; METHODS.md §2.8) distils "all aspects" of the frozen
+IDEC (Zhao, Yuan, Shi, TPAMI 2023) distils "all aspects" of the frozen
 previous-step model: intermediate features and output logits (the logit part is MiB's unbiased
 distillation, :func:`geociss.losses.unbiased.unbiased_kd`), driven by "a dynamic class-specific
 pseudo-labelling strategy". This module holds the two pieces specific to IDEC:

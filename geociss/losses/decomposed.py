@@ -1,11 +1,11 @@
-"""DKD's loss terms (Baek et al., NeurIPS 2022; METHODS.md §2.7): sigmoid classes, decomposed KD.
+"""DKD's loss terms (Baek et al., NeurIPS 2022): sigmoid classes, decomposed KD.
 
 DKD scores every class with its own sigmoid (multi-label), so every term is a binary
 cross-entropy with logits ``BCE(z, t) = −[t · log σ(z) + (1 − t) · log(1 − σ(z))]``:
 
 * :func:`multilabel_bce` (L_mbce): ``Σ_{k} mean_{pixels} BCE(z_k, 1[y = k]; pos_weight)`` over the
   channels being learned, on full-resolution logits. By default the ignore label is a negative
-  for every channel, as DKD does (§5 pitfall 1); ``ignore="ignore"`` drops those pixels instead.
+  for every channel, as DKD does; ``ignore="ignore"`` drops those pixels instead.
 * :func:`sigmoid_kd` (L_kd): ``Σ_{c ∈ old} mean BCE(z_c, σ(z̄_c))``, soft targets from the teacher.
 * :func:`decompose` / :func:`decomposed_kd` (L_dkd_pos, L_dkd_neg): with non-negative features
   ``x`` (the post-ReLU ASPP output, 1/16 resolution) and classifier rows ``w_c`` (bias
@@ -14,7 +14,7 @@ cross-entropy with logits ``BCE(z, t) = −[t · log σ(z) + (1 − t) · log(1 
   the same part computed by the teacher from its own features and weights.
 * :func:`auxiliary_loss` (L_ac): ``mean BCE(z_aux, 0)`` of the auxiliary classifier.
 
-Every term is computed in float32 with autocast disabled (§5 pitfall 4): PyTorch's
+Every term is computed in float32 with autocast disabled: PyTorch's
 ``binary_cross_entropy_with_logits`` is the stable ``max(z, 0) − z·t + log(1 + e^(−|z|))`` form,
 so half-precision logits of any magnitude give finite losses. The teacher's tensors are
 detached and no input is modified.

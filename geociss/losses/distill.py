@@ -1,4 +1,4 @@
-"""Plain distillation terms used by ILT (METHODS.md §2.3): logits KD and feature MSE.
+"""Plain distillation terms used by ILT: logits KD and feature MSE.
 
 * :func:`knowledge_distillation`: the KD of the MiB/PLOP/UCD re-implementation of ILT (and of
   LwF): the student's logits are truncated to the teacher's C_old channels BEFORE the softmax,

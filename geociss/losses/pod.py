@@ -1,4 +1,4 @@
-"""Local POD: PLOP's pooled-output distillation of intermediate feature maps (METHODS.md §2.5).
+"""Local POD: PLOP's pooled-output distillation of intermediate feature maps.
 
 For a pair of maps (teacher x̄, student x) of one layer, both are squared element-wise, then
 embedded by :func:`pod_embedding` (width- and height-pooled strips of every region of a 1×1,
@@ -9,7 +9,7 @@ difference of the embeddings. The total is ``(1/L) Σ_l w_l d_l`` over the ``L``
 
 Logits are the one layer whose channels differ between the models: the student's extra (new
 class) logits are summed into its background logit (:func:`merge_new_logits`), a sum of raw
-logits, not of probabilities (METHODS.md §5.3).
+logits, not of probabilities, as in PLOP's code.
 
 Everything is computed in float32, whatever the input precision: squaring an fp16 activation of
 a few hundred already overflows fp16's range.

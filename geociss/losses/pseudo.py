@@ -1,4 +1,4 @@
-"""PLOP's entropy-based pseudo-labels of the background (METHODS.md §2.5, §5.10).
+"""PLOP's entropy-based pseudo-labels of the background (Douillard et al., CVPR 2021).
 
 Before a step ``t ≥ 1`` the frozen teacher runs once over the step's training data
 (:class:`EntropyHistogram`): for every background pixel (label 0, which holds the old classes

@@ -1,7 +1,7 @@
-"""MiB's unbiased losses (METHODS.md §2.4): background absorbs the classes the other model lacks.
+"""MiB's unbiased losses: background absorbs the classes the other model lacks.
 
 At step t the labels call "background" every pixel that is not a new class, including pixels of
-old classes, while the teacher's background channel also covers the new classes (§5 pitfall 3).
+old classes, while the teacher's background channel also covers the new classes.
 Both losses therefore compare merged distributions:
 
 * **unbiased cross-entropy**: the student's probability of "background" is the sum of its
@@ -63,7 +63,7 @@ def unbiased_cross_entropy(
     reduction: Reduction = "all",
     ignore_index: int = IGNORE_INDEX,
 ) -> Tensor:
-    """MiB's unbiased cross-entropy ``−log q̃_y`` (METHODS.md §2.4).
+    """MiB's unbiased cross-entropy ``−log q̃_y``.
 
     Labels below ``old_channels`` are read as background (0) first, on a copy: ``target`` is not
     modified. Ignored pixels contribute 0.
@@ -97,11 +97,12 @@ def unbiased_kd(
     mask: Tensor | None = None,
     reduction: PixelReduction = "mean",
 ) -> Tensor:
-    """MiB's unbiased knowledge distillation (METHODS.md §2.4).
+    """MiB's unbiased knowledge distillation.
 
     ``ℓ_i = −(1/C_old) Σ_{c<C_old} q̄_c log p̂_c`` with ``q̄ = softmax(α z̄)`` from the teacher,
     ``log p̂_0 = LSE_{c∈{0}∪new}(z) − LSE(z)`` and ``log p̂_c = z_c − LSE(z)`` for old classes.
-    The 1/C_old factor is MiB's code (the paper's formula omits it; §5 pitfall 9).
+    The 1/C_old factor is MiB's code (the paper's formula omits it): each class weighs λ/C_old,
+    so the same λ weighs more on a dataset with few old classes.
 
     Args:
         logits: (B, C, H, W) student logits, C ≥ C_old.

@@ -1,4 +1,4 @@
-"""DKD: Decomposed Knowledge Distillation (Baek et al., NeurIPS 2022; METHODS.md §2.7).
+"""DKD: Decomposed Knowledge Distillation (Baek et al., NeurIPS 2022).
 
 Every class is a sigmoid (multi-label) score. Step 0: ``L = L_mbce + L_ac``; steps t ≥ 1:
 ``L = 1·L_mbce + 5·L_kd + 5·L_dkd_pos + 5·L_dkd_neg + 1·L_ac`` (the terms of
@@ -22,7 +22,7 @@ rule is a parameter; channel 0 is either:
   covers the old classes, so it gets no BCE then).
 * ``background: fallback``: its row is zeroed at step 0 and no loss ever touches it.
 
-In both cases channel 0 only decides inference as DKD's fallback (METHODS §5.15): :meth:`predict`
+In both cases channel 0 only decides inference as DKD's fallback: :meth:`predict`
 returns the argmax of the foreground sigmoids (channels ≥ 1) where one exceeds 0.5, else 0.
 """
 

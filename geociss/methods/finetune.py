@@ -1,9 +1,9 @@
 """Fine-tuning and joint training: the lower and upper bounds of every CISS table.
 
-* ``finetune`` (METHODS.md §2.1): at every step, plain cross-entropy on the step's labels (old
+* ``finetune``: at every step, plain cross-entropy on the step's labels (old
   classes appear as background), no teacher, new classifier as built (random). Expect
   catastrophic forgetting.
-* ``joint`` (§2.2): one step with every class of the scenario and all of its data, the same
+* ``joint``: one step with every class of the scenario and all of its data, the same
   network and schedule as step 0: the offline ceiling that the incremental methods are compared
   against (all-mIoU as a fraction of joint).
 """

@@ -1,4 +1,4 @@
-"""IDEC: DADA + ARCL (Zhao, Yuan, Shi, TPAMI 2023; METHODS.md §2.8), working as the paper says.
+"""IDEC: DADA + ARCL (Zhao, Yuan, Shi, TPAMI 2023), working as the paper says.
 
 Step 0 trains with plain cross-entropy (the same step-0 model as MiB/PLOP/UCD under the same
 reduction). At every step t ≥ 1, with the frozen teacher run on the same batch:
@@ -17,11 +17,11 @@ reduction). At every step t ≥ 1, with the frozen teacher run on the same batch
 * **DADA** (``dada``): ``dada`` = ``dada_weight · Σ_l w_l D(F_l, F̄_l)`` over encoder stages 1-3
   and the ASPP output, weights 0.5 / 1 / 2 / 1, ``D`` the channel-softmax KD with the teacher
   sharpened by α = 2 (:func:`~geociss.losses.dada.dense_distillation`). geociss's network has no
-  IDEC per-stage ASPP projections, so the encoder stages (post-activation) are distilled
-  directly, as METHODS.md allows. ``dada_logits`` = ``logit_kd_weight ·`` MiB's unbiased KD of
-  the output logits (compatible with the background shift). Default weights: 1 for the features
-  (IDEC's code: ``lamb = 1``, so its epoch schedule ``lamb^(e/E)`` is constant), 10 for the
-  logits (MiB's λ for the same term with the same 1/C_old normalisation; the paper gives no
+  IDEC per-stage ASPP projections (which map each stage to 256 channels), so the encoder stages
+  (post-activation) are distilled directly. ``dada_logits`` = ``logit_kd_weight ·`` MiB's unbiased
+  KD of the output logits (compatible with the background shift). Default weights: 1 for the
+  features (IDEC's code: ``lamb = 1``, so its epoch schedule ``lamb^(e/E)`` is constant), 10 for
+  the logits (MiB's λ for the same term with the same 1/C_old normalisation; the paper gives no
   value, and keeping MiB's makes the two methods comparable on one benchmark).
 * **ARCL** (``arcl``): ``arcl`` = ``arcl_weight ·`` region InfoNCE on the ASPP output
   (:func:`~geociss.losses.arcl.region_contrastive_loss`): regions from ground truth ∪

@@ -1,4 +1,4 @@
-"""ILT: Incremental Learning Techniques (Michieli & Zanuttigh, ICCVW 2019; METHODS.md §2.3).
+"""ILT: Incremental Learning Techniques (Michieli & Zanuttigh, ICCVW 2019).
 
 One registered method, ``ilt``, with a ``variant`` parameter:
 

@@ -1,10 +1,10 @@
-"""Initialisation rules for the classifier of the classes added at a step (METHODS.md §1.4, §2.4).
+"""Initialisation rules for the classifier of the classes added at a step.
 
 :func:`balanced_init` is MiB's "init_balanced", also used by PLOP and UCD: every new class starts
 as a copy of the background class, and the background's probability mass is split evenly
 between the background and the new classes, so that at initialisation
 ``p_new(bg) + Σ_k p_new(k) = p_old(bg)`` for every pixel and the old classes keep their
-probabilities (§5 pitfall 8: the background bias is lowered too).
+probabilities (the background's own bias is lowered too).
 """
 
 from __future__ import annotations

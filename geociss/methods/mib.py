@@ -1,4 +1,4 @@
-"""MiB: Modeling the Background (Cermelli et al., CVPR 2020; METHODS.md §2.4).
+"""MiB: Modeling the Background (Cermelli et al., CVPR 2020).
 
 Step 0 trains with plain cross-entropy. At every step t ≥ 1 the loss is
 ``L = L_UNCE + λ · L_UNKD``: the unbiased cross-entropy lets the background absorb the old
@@ -36,8 +36,9 @@ class MiBParams(MethodParams):
         default=10.0,
         ge=0.0,
         description="λ of the unbiased distillation. The term already averages over the C_old "
-        "teacher channels, so the per-class weight is λ/C_old (METHODS.md §5.9); 0 disables "
-        "the term and the teacher.",
+        "teacher channels (background included), so each old class weighs λ/C_old: the same λ "
+        "weighs more with few old classes (λ/2 on ISPRS 2-3, λ/16 on Pascal VOC 15-5). 0 "
+        "disables the term and the teacher.",
     )
     alpha: float = Field(
         default=1.0,

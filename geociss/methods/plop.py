@@ -1,4 +1,4 @@
-"""PLOP: Pseudo-label and LOcal POD (Douillard et al., CVPR 2021; METHODS.md §2.5).
+"""PLOP: Pseudo-label and LOcal POD (Douillard et al., CVPR 2021).
 
 Step 0 trains with plain cross-entropy. Before every step t ≥ 1 the frozen teacher makes one
 pass over the step's training data (:meth:`PLOP.prepass`) to set per-class entropy thresholds.

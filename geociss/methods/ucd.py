@@ -1,6 +1,6 @@
 """UCD: uncertainty-aware contrastive distillation on top of MiB (Yang et al., TPAMI 2022).
 
-"MiB+UCD" (METHODS.md §2.6): at every step t ≥ 1,
+"MiB+UCD": at every step t ≥ 1,
 ``L = L_UNCE + λ_KD · L_UNKD + λ_UCD · L_UCD`` with λ_KD = 10, λ_UCD = 0.01 (UCD's code divides
 its loss by 100) and temperature 0.07; step 0, the classifier initialisation and the schedule
 are MiB's. ``L_UCD`` contrasts the student's ASPP features of the batch's pixels with each other

@@ -18,13 +18,13 @@ for the boundary-tolerant scoring, ``5_Labels_all_noBoundary.zip``
 Split: the official ISPRS split (ISPRS 2D Semantic Labeling Contest - Potsdam,
 https://www.isprs.org/education/benchmarks/UrbanSemLab/2d-sem-label-potsdam.aspx: reference
 data of 24 tiles released for training, 14 tiles withheld for testing), the same ids as
-torchgeo's ``Potsdam2D`` and mmsegmentation's Potsdam converter. The design docs give the counts
-(GEO.md §1.9: 24 train, 14 test) but not the ids.
+torchgeo's ``Potsdam2D`` and mmsegmentation's Potsdam converter.
 
 Known bad tile: ``top_potsdam_4_12_label.tif`` in ``5_Labels_all.zip`` is an overlay of the
-image rather than a label map (GEO.md §1.9, torchgeo issue #1727); read strictly, its colours
+image rather than a label map (torchgeo issue #1727); read strictly, its colours
 are unknown. Tile ``4_12`` is therefore left out by default (``data.exclude_tiles``), which also
-gives the 23 training tiles of IDEC's Potsdam lists (METHODS.md §3.1). Put a correct label file
+gives the 23 training tiles of IDEC's Potsdam lists (2300 patches of 600², 100 per tile). Put a
+correct label file
 in its place (e.g. from ``5_Labels_for_participants.zip``) and set ``exclude_tiles: []`` to use it.
 """
 
@@ -75,7 +75,7 @@ POTSDAM = DATASETS.register("potsdam")(
         test=TEST,
         bad_tiles={
             "4_12": "its label file in 5_Labels_all.zip is an overlay of the image, not a label "
-            "map (GEO.md §1.9)",
+            "map (torchgeo issue #1727)",
         },
         stem="top_potsdam_{tile}",
         gsd=0.05,

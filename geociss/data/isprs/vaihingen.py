@@ -14,8 +14,8 @@ image product, false colour IR-R-G (the only ``data.modality``: ``irrg``):
 Images and labels have the same file names, so images are only taken from a ``top/`` folder and
 labels never from ``top/`` or ``gts_for_participants/``.
 
-Split: the official ISPRS split as listed in GEO.md §1.9 (16 training areas, the other 17 for
-testing; ISPRS 2D Semantic Labeling Contest - Vaihingen,
+Split: the official ISPRS split, as torchgeo's ``Vaihingen2D`` also lists it (16 training areas,
+the other 17 for testing; ISPRS 2D Semantic Labeling Contest - Vaihingen,
 https://www.isprs.org/education/benchmarks/UrbanSemLab/2d-sem-label-vaihingen.aspx).
 Tile ids are the area numbers (``"11"`` for ``area11``).
 """
@@ -27,7 +27,7 @@ from geociss.data.isprs.spec import DATASETS, Component, OfficialDataset
 _AREA = r"top_mosaic_09cm_area(?P<tile>\d+)"
 
 TRAIN = ("1", "3", "5", "7", "11", "13", "15", "17", "21", "23", "26", "28", "30", "32", "34", "37")
-"""The 16 official training areas (GEO.md §1.9)."""
+"""The 16 official training areas."""
 
 TEST = (
     "2", "4", "6", "8", "10", "12", "14", "16", "20", "22", "24", "27", "29", "31", "33", "35",

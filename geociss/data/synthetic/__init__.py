@@ -1,4 +1,4 @@
-"""Deterministic generator of ISPRS-like aerial scenes (DESIGN.md §6).
+"""Deterministic generator of ISPRS-like aerial scenes (for the demo, tests and benchmarks).
 
 Georeferenced image/label GeoTIFF pairs with the six ISPRS classes: streets with parked cars,
 houses and apartment blocks with lit roofs and cast shadows, tree crowns over lawns, clutter.
