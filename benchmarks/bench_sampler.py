@@ -3,7 +3,7 @@
 Run: ``python -m benchmarks.bench_sampler`` (about a minute on 2 cores). Writes the
 ``sampler`` section of docs/benchmarks.md.
 
-Data as in GEO.md §1.8: tiles of 2048² side by side, EPSG:32632, 0.09 m, tiled 256, deflate;
+Data: tiles of 2048² side by side, EPSG:32632, 0.09 m, tiled 256, deflate;
 images 3-band uint8 noise, masks 1-band uint8 with 6 classes in 64-px blocks, nodata 255.
 Every path reads the same 256² windows (image float32 + mask int64, batches of 16, the same
 label look-up table applied to the stacked masks); rates are patches per second.
@@ -134,7 +134,10 @@ def rasterio_run(records: list[TileRecord], windows: list[Window]) -> int:
 
 
 def torchgeo_dataset(root: Path) -> object:
-    """``Img & Msk`` RasterDatasets over the same files (image first, as GEO.md §1.2 advises)."""
+    """``Img & Msk`` RasterDatasets over the same files.
+
+    Image first: ``&`` converts the second dataset to the first's CRS and resolution.
+    """
     from torchgeo.datasets import RasterDataset
 
     class Img(RasterDataset):
@@ -266,7 +269,8 @@ def table(rows: list[tuple], tiles: int, repeats: int, load: tuple[float, ...]) 
         f"workers, {_ratio(rows, 2, 4)} with 2 (goal ≥ 8); grid: geociss / plain rasterio = "
         f"{_ratio(rows, 7, 6)}, geociss / torchgeo = {_ratio(rows, 7, 9)}. geociss's grid has "
         "no float drift (64 windows per 2048² tile, none padded); torchgeo's GridGeoSampler "
-        "makes 81 per tile, partly outside the raster (GEO.md §1.3). With 2 workers on this "
+        "makes 81 per tile, partly outside the raster (float rounding of its CRS-unit grid adds a "
+        "row and a column of chips). With 2 workers on this "
         "2-core machine, moving the float32 batches between processes dominates: the DataLoader "
         "alone, with zero-filled batches, tops out at the reference row's rate.",
     ]

@@ -1,4 +1,4 @@
-"""Conformance suite every method must pass (STYLE.md habit 4).
+"""Conformance suite every method must pass.
 
 Subclass :class:`MethodConformance` in ``tests/methods/test_<name>.py``, set ``method_name`` (and
 ``params`` if needed): step 0 runs without a teacher, the head grows, the losses are finite and
