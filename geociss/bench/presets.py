@@ -83,7 +83,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "gradient_clip": 5.0,
             "accelerator": "cpu",
         },
-        # distillation weights for an encoder trained from scratch (METHODS.md §5.9). With the
+        # distillation weights for an encoder trained from scratch, not the papers'. With the
         # papers' weights (tuned on ImageNet features) on task 2-2-1: PLOP's POD at 0.01 collapses
         # at the car step (old/new mIoU 17.4/8.4, fine-tune 17.0/0); at 0.001 it gives 40.1/24.5.
         # ILT's 100 · encoder MSE pins the features (30.6/5.9); at 10: 35.8/17.2.

@@ -1,4 +1,4 @@
-"""The incremental classifier: one 1×1 convolution per step, outputs concatenated (METHODS §1.4)."""
+"""The incremental classifier: one 1×1 convolution per step, outputs concatenated."""
 
 from __future__ import annotations
 

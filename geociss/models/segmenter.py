@@ -107,7 +107,7 @@ class SegmentationModel(nn.Module):
 
     @property
     def old_channels(self) -> int:
-        """Channels learned before the latest step (C_old in METHODS §2); 0 at step 0."""
+        """Channels learned before the latest step (C_old, background included); 0 at step 0."""
         return sum(self.classes_per_step[:-1])
 
     def add_step(self, n_new: int) -> None:
