@@ -1,8 +1,9 @@
 """``predict`` on large rasters: wall time vs the bare model forward, throughput, peak memory.
 
 Run: ``python -m benchmarks.bench_predict`` (25-60 minutes on 2 cores, depending on what else
-runs there; ``--quick`` runs the 4096² rows only). Writes the ``predict`` section of
-docs/benchmarks.md.
+runs there; ``--quick`` runs the 4096² rows only; ``--rounds N`` repeats the 4096² rows N times,
+interleaved, and reports the median and range of each time and ratio). Writes the ``predict``
+section of docs/benchmarks.md.
 
 Rasters of 4096², 16384² and 32768² pixels (3-band uint8, tiled 512, deflate, a cheap integer
 pattern) are generated once into a cache folder. Each case runs in a fresh subprocess, which
@@ -21,7 +22,9 @@ The models are geociss :class:`~geociss.models.SegmentationModel` networks built
 :class:`~geociss.models.ModelConfig` as a step bundle would build them (random weights, 4 + 1
 classes like the demo's 4-1 task):
 
-* ``deeplab-tiny``: the ``geociss demo`` network (encoder ``tiny``, ASPP width 64, group norm,
+* ``deeplab-lite0``: the ``geociss demo`` network (``geociss.demo.MODEL``: ImageNet
+  EfficientNet-Lite0, read offline, + DeepLab-v3+ head), on 4096²;
+* ``deeplab-tiny``: the former demo network (encoder ``tiny``, ASPP width 64, group norm,
   output stride 16), on 4096² and 16384² (the memory rows);
 * ``deeplab-resnet18``: encoder ``resnet18`` (``weights: none``, output stride 16, ASPP 256), on
   4096², a realistic CPU deployment;
@@ -55,6 +58,7 @@ from benchmarks._report import update_section
 TILE, OVERLAP, BATCH, BUFFER_MB = 512, 128, 4, 256
 CLASSES_PER_STEP = [4, 1]
 CASES: list[tuple[int, str, bool]] = [  # (raster side, model, measure the bare model)
+    (4096, "deeplab-lite0", True),
     (4096, "deeplab-tiny", True),
     (4096, "deeplab-resnet18", True),
     (4096, "toy", True),
@@ -63,7 +67,8 @@ CASES: list[tuple[int, str, bool]] = [  # (raster side, model, measure the bare 
 ]
 """The longest case last; the report is rewritten after every case."""
 ROLE = {
-    "deeplab-tiny": "demo model",
+    "deeplab-lite0": "demo model",
+    "deeplab-tiny": "from-scratch tiny model",
     "deeplab-resnet18": "CPU deployment",
     "toy": "overhead stress test",
 }
@@ -103,7 +108,11 @@ def build_net(kind: str) -> nn.Module:
         return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 1)).eval()
     from geociss.models import ModelConfig, SegmentationModel
 
-    if kind == "deeplab-tiny":  # geociss.demo.demo_config
+    if kind == "deeplab-lite0":  # geociss.demo.MODEL: the pretrained demo network
+        from geociss.demo import MODEL
+
+        config = ModelConfig(**MODEL)
+    elif kind == "deeplab-tiny":
         config = ModelConfig(encoder="tiny", weights="none", aspp_channels=64, norm="group",
                              norm_groups=16, output_stride=16)
     elif kind == "deeplab-resnet18":
@@ -199,6 +208,10 @@ def table(rows: list[dict[str, Any]]) -> str:
         if r["bare_s"] is not None:
             role = ROLE[r["model"]]
             bare, ratio = f"{r['bare_s']:.1f}", f"{r['bare_s'] / r['predict_s']:.2f}"
+            ratios = r.get("ratios") or []
+            if len(ratios) > 1:
+                ratio = (f"**{_median(ratios):.2f}** ({min(ratios):.2f}–{max(ratios):.2f}, "
+                         f"{len(ratios)} rounds)")
         lines.append(
             f"| {r['size']}² | {r['model']} ({role}) | {r['tiles']} | "
             f"{r['predict_s']:.1f} | {bare} | {ratio} | {mpx / r['predict_s']:.1f} | "
@@ -218,11 +231,15 @@ def describe(rows: list[dict[str, Any]]) -> str:
         f"{OVERLAP}, batch {BATCH}, one reader worker, class raster only, row-band budget "
         f"{BUFFER_MB} MiB. *predict* excludes the COG finalisation (its own column). *bare "
         "model* = the network alone on the same tiles (overlap included) and batch size; goal: "
-        "bare/predict >= 0.85, i.e. reading, blending and writing add at most 15 %. The "
+        "bare/predict >= 0.85, i.e. reading, blending and writing add at most 15 %. The 4096² "
+        "rows ran in interleaved rounds (each case once per round, each run a fresh process): "
+        "times are medians, bare/predict the median ratio with its range over the rounds. The "
         "DeepLab networks are geociss `SegmentationModel`s built from a `ModelConfig` "
-        "(random weights, 5 classes): `deeplab-tiny` is the `geociss demo` network (encoder "
-        "`tiny`, ASPP 64, group norm, OS16), `deeplab-resnet18` a resnet18 encoder (OS16, "
-        "ASPP 256). `toy` (a 3x3 conv to 8 channels and a 1x1 conv, 3 classes) does almost no "
+        "(5 classes): `deeplab-lite0` is the `geociss demo` network (ImageNet "
+        "EfficientNet-Lite0 read offline, DeepLab-v3+ head), `deeplab-tiny` the former demo "
+        "network (encoder `tiny`, ASPP 64, group norm, OS16; random weights), "
+        "`deeplab-resnet18` a resnet18 encoder (OS16, ASPP 256; random weights). `toy` (a 3x3 "
+        "conv to 8 channels and a 1x1 conv, 3 classes) does almost no "
         "work, so its ratio measures the pipeline's own cost per tile (overhead stress test); "
         f"its 32768² row shows memory only (no bare run): {_too_long(rows)}. Peak RSS = VmHWM "
         "of the predicting process, "
@@ -243,6 +260,23 @@ def _too_long(rows: list[dict[str, Any]]) -> str:
             f"scaled from its {big['size']}² row)")
 
 
+def _median(values: list[float]) -> float:
+    xs = sorted(values)
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
+def merge_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from repeated runs of a case: median times, every round's ratio kept."""
+    row = dict(runs[0])
+    for key in ("predict_s", "publish_s", "bare_s", "peak", "baseline", "worker_peak"):
+        values = [r[key] for r in runs if r[key] is not None]
+        row[key] = _median(values) if values else None
+    row["ratios"] = [r["bare_s"] / r["predict_s"] for r in runs if r["bare_s"] is not None]
+    row["load"] = [max(r["load"][i] for r in runs) for i in range(len(runs[0]["load"]))]
+    return row
+
+
 def _grid_origins(size: int) -> list[int]:
     from geociss.inference.grid import TileGrid
 
@@ -253,6 +287,8 @@ def main() -> None:
     """Entry point: run the cases and write the report section."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the 4096² rows")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved repetitions of the 4096² rows (median and range)")
     parser.add_argument("--child", nargs=3, metavar=("SIZE", "MODEL", "BARE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -261,12 +297,19 @@ def main() -> None:
         print(json.dumps(child(int(size), kind, bare == "bare")))
         return
     cases = [c for c in CASES if not args.quick or c[0] == 4096]
-    rows = []
-    for size, kind, bare in cases:
-        make_raster(size)
-        rows.append(run_case(size, kind, bare))
-        print(table(rows[-1:]).splitlines()[-1], flush=True)
-        update_section("predict", describe(rows))
+    repeated = [c for c in cases if c[0] == 4096]
+    runs: dict[tuple[int, str, bool], list[dict[str, Any]]] = {c: [] for c in cases}
+    for _ in range(max(args.rounds, 1)):  # the paths interleaved: every case once per round
+        for case in repeated:
+            make_raster(case[0])
+            runs[case].append(run_case(*case))
+            print(table(runs[case][-1:]).splitlines()[-1], flush=True)
+    for case in cases:
+        if case not in repeated:
+            make_raster(case[0])
+            runs[case].append(run_case(*case))
+    rows = [merge_rounds(runs[c]) for c in cases]
+    update_section("predict", describe(rows))
     print(describe(rows))
 
 
