@@ -119,7 +119,7 @@ def test_comparison(quick_kernel):
     assert state["cells"] == cells
     assert state["of_joint"][2] == pytest.approx(1.0)
     runs = quick_kernel / "comparison-quick" / "runs"
-    assert (runs / "mib_notebook-quick_4-1" / "step1" / "bundle.safetensors").is_file()
+    assert (runs / "mib_notebook-quick_4-1_s0" / "step1" / "bundle.safetensors").is_file()
     assert all(m in shown_text(tagged(nb, "table")) for m in ("finetune", "mib", "joint"))
     assert figure(tagged(nb, "chart")).shape[0] > 100
 
