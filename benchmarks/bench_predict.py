@@ -287,6 +287,8 @@ def main() -> None:
     """Entry point: run the cases and write the report section."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the 4096² rows")
+    parser.add_argument("--models", default=None,
+                        help="comma-separated models to run (default: all of CASES)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="interleaved repetitions of the 4096² rows (median and range)")
     parser.add_argument("--child", nargs=3, metavar=("SIZE", "MODEL", "BARE"),
@@ -297,6 +299,8 @@ def main() -> None:
         print(json.dumps(child(int(size), kind, bare == "bare")))
         return
     cases = [c for c in CASES if not args.quick or c[0] == 4096]
+    if args.models:
+        cases = [c for c in cases if c[1] in args.models.split(",")]
     repeated = [c for c in cases if c[0] == 4096]
     runs: dict[tuple[int, str, bool], list[dict[str, Any]]] = {c: [] for c in cases}
     for _ in range(max(args.rounds, 1)):  # the paths interleaved: every case once per round
@@ -309,7 +313,10 @@ def main() -> None:
             make_raster(case[0])
             runs[case].append(run_case(*case))
     rows = [merge_rounds(runs[c]) for c in cases]
-    update_section("predict", describe(rows))
+    # a subset of the models gets its own section, so the full table's rows are kept
+    section = "predict" if not args.models else "predict-" + args.models.replace(",", "-")
+    command = " ".join(["python -m benchmarks.bench_predict", *sys.argv[1:]])
+    update_section(section, f"Command: `{command}`.\n\n" + describe(rows))
     print(describe(rows))
 
 
