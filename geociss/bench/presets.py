@@ -117,18 +117,20 @@ def describe(preset: str) -> str:
     weights = ", ".join(f"{k} ×{v:g}" for k, v in (d.get("class_weights") or {}).items())
     parts = [
         f"{m['encoder']} encoder (weights {m.get('weights', 'imagenet')}, output stride "
-        f"{m.get('output_stride', 16)}) on {t.get('accelerator', 'auto')}",
+        f"{m.get('output_stride', 16)}, {m.get('decoder', 'deeplabv3')} head) on "
+        f"{t.get('accelerator', 'auto')}",
         f"{p['sample']['tiles']} sample scenes of {p['sample']['size']} px "
         f"({d['val_fraction']:.0%} held out for validation)",
         f"{d['samples_per_epoch']} random {d['patch_size']}-px windows per epoch, batch "
-        f"{d['batch_size']}" + (f", class-weighted sampling ({weights})" if weights else ""),
+        f"{d['batch_size']}" + (f", class-weighted sampling ({weights})" if weights else "")
+        + f", {d.get('normalization', 'bands')} input scaling",
     ]
     if d.get("chip_size"):
         parts.append(f"each step trains on the {d['chip_size']}-px chips holding its classes")
     parts.append(
-        f"{t['epochs']} epochs at step 0 and for joint (lr {t['lr']:g}), "
-        f"{t.get('epochs_incremental', t['epochs'])} per incremental step "
-        f"(lr {t.get('lr_incremental', 0.001):g}"
+        f"{t['epochs']} epochs at step 0 and for joint ({t.get('optimizer', 'sgd')}, lr "
+        f"{t['lr']:g}), {t.get('epochs_incremental', t['epochs'])} per incremental step "
+        f"({t.get('optimizer_incremental', 'sgd')}, lr {t.get('lr_incremental', 0.001):g}"
         + (", normalisation frozen" if t.get("freeze_norm_incremental") else "")
         + (f", gradient norm clipped at {t['gradient_clip']:g}" if t.get("gradient_clip") else "")
         + ")"
