@@ -103,3 +103,23 @@ def test_preset_method_params_override_the_method_fragment(tmp_path):
     assert "pod_factor 0.001" in describe("small")
     paper = experiment("paper", "4-1", "plop", tmp_path, tmp_path / "p")
     assert paper.method.params["pod_factor"] == 0.01  # the papers' weights
+
+
+def test_bench_cli_rejects_bad_seeds_before_any_work(tmp_path):
+    from click.testing import CliRunner
+
+    from geociss.cli.main import cli
+
+    bad = CliRunner().invoke(cli, ["bench", "--seeds", "0,x", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "--seeds must be comma-separated integers" in bad.output
+    assert not (tmp_path / "sample").exists()
+
+
+def test_seeded_cells_have_their_own_run_folders_and_train_seed(tmp_path):
+    from geociss.bench import experiment
+
+    a = experiment("cpu", "4-1", "mib", tmp_path, tmp_path / "runs", seed=0)
+    b = experiment("cpu", "4-1", "mib", tmp_path, tmp_path / "runs", seed=2)
+    assert (a.name, b.name) == ("mib_cpu_4-1_s0", "mib_cpu_4-1_s2")
+    assert (a.train.seed, b.train.seed) == (0, 2)
+    assert a.model.encoder == "efficientnet_lite0" and a.data.normalization == "imagenet"
