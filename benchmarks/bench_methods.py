@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from benchmarks._report import update_section
-from geociss.bench import collect, describe, run_bench
+from geociss.bench import collect, describe, relative, run_bench, step_cost
 from geociss.bench.report import comparisons, per_class_table, summary_table
 
 METHODS = "ilt,mib,plop,ucd,dkd,idec,idec-no-dada,idec-no-arcl,idec-no-pseudo"
@@ -31,8 +31,9 @@ def tables(rows, preset: str, command: str, minutes: float | None) -> str:
         "Potsdam all / joint = the same ratio from the IDEC paper's Table 3 (ISPRS Potsdam, "
         "ResNet-101, GPU), for orientation only; s/step vs fine-tune = median seconds of one "
         "training step of the method at step 1 relative to fine-tuning (measured apart from the "
-        "runs, in a fresh process; with --report-only: in-run wall time per step); peak MiB = "
-        "growth of the peak resident memory of that step's process.\n\n"
+        "runs, in a fresh process; with --report-only alone: in-run wall time per step, data "
+        "loading included); peak MiB = growth of the peak resident memory of that step's "
+        "process.\n\n"
         + summary_table(rows)
         + "\n\nPaired differences of all-mIoU (percentage points, same seed = same data, step-0 "
         "model and sampling), mean and 95 % Student-t interval over the seeds. A method is "
@@ -52,6 +53,9 @@ def main() -> None:
     ap.add_argument("--out", default="bench-cpu")
     ap.add_argument("--section", default=None, help="docs section (default: methods-<preset>)")
     ap.add_argument("--report-only", action="store_true", help="tabulate finished runs only")
+    ap.add_argument("--measure-cost", action="store_true",
+                    help="with --report-only: measure each method's step cost and peak memory "
+                    "now (fresh processes; run on an idle machine) instead of in-run wall time")
     args = ap.parse_args()
     methods, tasks = args.methods.split(","), args.tasks.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -62,7 +66,15 @@ def main() -> None:
     )
     if args.report_only:
         rows = collect(methods, tasks, args.preset, Path(args.out), seeds)
-        text = tables(rows, args.preset, command + " --report-only", None)
+        if args.measure_cost:
+            costs = {m: step_cost(m, args.preset) for m in {r.method for r in rows} - {"joint"}}
+            for r in rows:
+                r.step_seconds, r.peak_mib = costs.get(r.method, (None, None))
+            relative(rows)
+            command += " --report-only --measure-cost"
+        else:
+            command += " --report-only"
+        text = tables(rows, args.preset, command, None)
     else:
         start = time.time()
         rows = run_bench(

@@ -2,7 +2,7 @@
 
 import pytest
 
-from geociss.bench import PRESETS, BenchRow, _relative, describe, markdown, method_config, step_cost
+from geociss.bench import PRESETS, BenchRow, describe, markdown, method_config, relative, step_cost
 from geociss.errors import ConfigError
 
 
@@ -13,7 +13,7 @@ def test_relative_columns_and_markdown():
         BenchRow("4-1", "joint", 0.5, 0.6, 0.4),
         BenchRow("4-1", "ilt", None, None, None, note="diverged"),
     ]
-    _relative(rows)
+    relative(rows)
     assert rows[1].of_joint == pytest.approx(0.95)
     assert rows[1].step_vs_finetune == pytest.approx(1.5)
     assert rows[3].of_joint is None

@@ -34,6 +34,7 @@ __all__ = [
     "markdown",
     "method_config",
     "per_class_iou",
+    "relative",
     "run_bench",
     "run_name",
     "step_cost",
@@ -189,7 +190,7 @@ def run_bench(
                         per_class=per_class_iou(scores.to_dict()),
                     )
                 )
-                _relative(rows)
+                relative(rows)
                 (out / "bench.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
     return rows
 
@@ -223,7 +224,7 @@ def collect(
                         )
                     continue
                 rows.append(_row_from_bundle(StepBundle.load(last), task, spec, seed))
-    _relative(rows)
+    relative(rows)
     return rows
 
 
@@ -244,7 +245,8 @@ def _row_from_bundle(bundle: Any, task: str, spec: str, seed: int) -> BenchRow:
     )
 
 
-def _relative(rows: list[BenchRow]) -> None:
+def relative(rows: list[BenchRow]) -> None:
+    """Fill ``of_joint`` and ``step_vs_finetune`` of each row from its task-and-seed cell."""
     for task, seed in {(r.task, r.seed) for r in rows}:
         cell = {r.method: r for r in rows if r.task == task and r.seed == seed}
         joint, ft = cell.get("joint"), cell.get("finetune")
