@@ -17,18 +17,20 @@ from typing import Any
 
 from geociss.bench import PRESETS, experiment, per_class_iou
 
+NO_CLIP = {"gradient_clip": None}
 JOINT: dict[str, dict[str, Any]] = {
     "sgd lr 0.01, car ×4, per-band scaling": {
-        "train": {"optimizer": "sgd", "lr": 0.01, "epochs": 6},
+        "train": {"optimizer": "sgd", "lr": 0.01, "epochs": 6, **NO_CLIP},
         "data": {"class_weights": {"car": 4.0}, "normalization": "bands"},
     },
     "sgd lr 0.01, car ×4, imagenet scaling": {
-        "train": {"optimizer": "sgd", "lr": 0.01, "epochs": 6},
+        "train": {"optimizer": "sgd", "lr": 0.01, "epochs": 6, **NO_CLIP},
         "data": {"class_weights": {"car": 4.0}},
     },
-    "sgd lr 0.01, car ×30": {"train": {"optimizer": "sgd", "lr": 0.01, "epochs": 6}},
-    "adamw lr 0.001, car ×30, 6 epochs": {"train": {"epochs": 6}},
-    "adamw lr 0.001, car ×30, 10 epochs (preset)": {},
+    "sgd lr 0.01, car ×30": {"train": {"optimizer": "sgd", "lr": 0.01, "epochs": 6, **NO_CLIP}},
+    "adamw lr 0.001, car ×30, 6 epochs": {"train": {"epochs": 6, **NO_CLIP}},
+    "adamw lr 0.001, car ×30, 10 epochs": {"train": NO_CLIP},
+    "adamw lr 0.001, car ×30, 10 epochs, clip 5 (preset)": {},
 }
 INCREMENTAL: dict[str, dict[str, Any]] = {
     "sgd 0.001, 1 epoch, norms trained, no clip": {
