@@ -24,6 +24,7 @@ import numpy as np
 from geociss import __version__
 from geociss.data.archives import fingerprint
 from geociss.data.records import BandStats, Region, TileRecord, Window
+from geociss.errors import DataError
 from geociss.io import atomic_write_text
 
 FORMAT = "geociss-manifest"
@@ -146,12 +147,13 @@ class Manifest:
         }
         try:
             atomic_write_text(self.path, json.dumps(data, separators=(",", ":")))
-        except OSError as err:
+        except (OSError, DataError) as err:  # DataError: an ancestor of the cache is a file
             folder = str(self.path.parent)
             if folder not in _warned:
                 _warned.add(folder)
+                reason = getattr(err, "strerror", None) or err
                 warnings.warn(
-                    f"geociss: cannot write the scan cache in {folder} ({err.strerror or err}); "
+                    f"geociss: cannot write the scan cache in {folder} ({reason}); "
                     "scans will not be cached (set GEOCISS_CACHE to a writable folder)",
                     stacklevel=3,
                 )
