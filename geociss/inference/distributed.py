@@ -41,7 +41,6 @@ from geociss.inference.run import (
     Job,
     bound_heap_growth,
     compute,
-    discard_partials,
     gdal_env,
     predict_one,
     prepare,
@@ -148,7 +147,7 @@ def _shared_file(
     outcomes: list[Any] = [None] * world
     dist.all_gather_object(outcomes, (error, tiles, skipped))
     if job is not None and not done and any(e for e, _, _ in outcomes):
-        discard_partials(job, f".rank{rank}")  # the input itself is bad: nothing to resume
+        job.outs.discard_partials(f".rank{rank}")  # the input itself is bad: nothing to resume
     result = None
     if rank == 0:
         errors = [e for e, _, _ in outcomes if e]

@@ -37,6 +37,7 @@ from geociss.inference.outputs import (
     finalize_confidence,
     finalize_probabilities,
 )
+from geociss.inference.paths import OutputPaths
 from geociss.inference.plan import plan_parts
 from geociss.inference.predictor import Predictor
 from geociss.inference.resume import PartialSet, finished, mark_done, run_hash
@@ -74,46 +75,6 @@ class FileResult:
     skipped_tiles: int = 0
     seconds: float = 0.0
     outputs: list[str] = field(default_factory=list)
-
-
-@dataclass
-class OutputPaths:
-    """Where the outputs of one input go."""
-
-    classes: Path
-    confidence: Path | None
-    probabilities: Path | None
-    gpkg: Path | None
-    sidecar: Path
-
-    @classmethod
-    def for_input(cls, out_dir: Path, stem: str, opts: PredictOptions) -> OutputPaths:
-        """The output names of input ``<stem>.tif`` under ``opts``."""
-        return cls(
-            classes=out_dir / f"{stem}_classes.tif",
-            confidence=out_dir / f"{stem}_confidence.tif" if opts.confidence else None,
-            probabilities=out_dir / f"{stem}_probabilities.tif" if opts.probabilities else None,
-            gpkg=out_dir / f"{stem}.gpkg" if opts.vector else None,
-            sidecar=out_dir / f"{stem}.predict.json",
-        )
-
-    def rasters(self) -> dict[str, Path]:
-        """Output kind -> final raster path (the streamed outputs)."""
-        out = {"classes": self.classes, "confidence": self.confidence,
-               "probabilities": self.probabilities}
-        return {k: v for k, v in out.items() if v is not None}
-
-    def files(self) -> list[Path]:
-        """Every main output file (rasters, then the GeoPackage)."""
-        return [*self.rasters().values(), *([self.gpkg] if self.gpkg else [])]
-
-    def partials(self, tag: str = "") -> dict[str, Path]:
-        """Output kind -> streamed partial file (``tag`` distinguishes ranks)."""
-        return {k: Path(f"{v}.partial{tag}") for k, v in self.rasters().items()}
-
-    def rank_sidecar(self, tag: str) -> Path:
-        """The progress file of a rank's partials (``tag`` empty: the main sidecar)."""
-        return self.sidecar.with_name(f"{self.sidecar.stem}{tag}.json") if tag else self.sidecar
 
 
 @dataclass
@@ -207,19 +168,6 @@ def compute(
     return stats
 
 
-def discard_partials(job: Job, tag: str = "") -> None:
-    """Delete the partial files of ``job`` (rank ``tag``) and their progress sidecar.
-
-    For inputs that fail while streaming because the input itself is bad (an unreadable tile):
-    their partials hold nothing a later run could resume, since a repaired input changes the
-    run hash and starts afresh anyway.
-    """
-    for path in job.outs.partials(tag).values():
-        path.unlink(missing_ok=True)
-        Path(f"{path}.aux.xml").unlink(missing_ok=True)
-    job.outs.rank_sidecar(tag).unlink(missing_ok=True)
-
-
 def publish(job: Job, model: LoadedModel, opts: PredictOptions) -> list[Path]:
     """Finalise the streamed partials into the published outputs; record the run as done."""
     partials, outs = job.outs.partials(), job.outs
@@ -291,7 +239,7 @@ def predict_one(
         try:
             stats = compute(job, model, predictor, opts, batch_size, on_flush=on_flush)
         except GeocissError:
-            discard_partials(job)  # the input itself is bad: nothing worth resuming
+            job.outs.discard_partials()  # the input itself is bad: nothing worth resuming
             raise
         files = publish(job, model, opts)
     except GeocissError as err:
