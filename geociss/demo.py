@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from geociss.bench.presets import PRESETS
 from geociss.config.experiment import ExperimentConfig
 
 BASE_CLASSES = ("impervious surfaces", "building", "low vegetation")
@@ -60,15 +61,9 @@ class DemoSettings:
         )
 
 
-MODEL = {
-    "encoder": "efficientnet_lite0",
-    "weights": "imagenet",
-    "decoder": "deeplabv3plus",
-    "aspp_channels": 96,
-    "decoder_low_channels": 32,
-    "decoder_convs": 1,
-}
-"""The demo's network: ImageNet EfficientNet-Lite0 (pip package, offline) + DeepLab-v3+ head."""
+MODEL: dict[str, Any] = PRESETS["cpu"]["model"]
+"""The demo's network, the cpu benchmark preset's: ImageNet EfficientNet-Lite0 (pip package,
+offline) + DeepLab-v3+ head."""
 
 
 def demo_config(out: Path, method: str, s: DemoSettings, workers: int) -> ExperimentConfig:
