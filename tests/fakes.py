@@ -137,3 +137,19 @@ def record_for(
         crs=crs, transform=transform, nodata=nodata, has_mask=has_mask, hist=hist,
         ignored=int((ids == 255).sum()), stats=stats, regions=regions,
     )
+
+
+def tiny_isprs_bundle() -> Any:
+    """A step-0 bundle of the ``tiny`` network over the six ISPRS classes (random weights)."""
+    import torch
+
+    from geociss.data.classes import ClassSchema
+    from geociss.engine.bundle import StepBundle, StepRecord
+    from geociss.models import ModelConfig, SegmentationModel
+
+    torch.manual_seed(0)
+    model = SegmentationModel(ModelConfig(encoder="tiny", weights="none", aspp_channels=16), [6])
+    return StepBundle.from_model(
+        model.eval(), schema=ClassSchema.preset("isprs"), steps=[StepRecord(list(range(6)))],
+        mean=[120.0] * 3, std=[60.0] * 3, bands=["red", "green", "blue"],
+    )

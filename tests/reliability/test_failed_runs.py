@@ -6,29 +6,19 @@ import textwrap
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from geociss.cli.main import cli
 from geociss.config.experiment import load_experiment
-from geociss.data.classes import ClassSchema
-from geociss.engine.bundle import StepBundle, StepRecord
 from geociss.engine.runner import ScenarioRunner
 from geociss.errors import ConfigError
-from geociss.models import ModelConfig, SegmentationModel
 
-from fakes import random_pair, write_tif
+from fakes import random_pair, tiny_isprs_bundle, write_tif
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    torch.manual_seed(0)
-    model = SegmentationModel(ModelConfig(encoder="tiny", weights="none", aspp_channels=16), [6])
-    b = StepBundle.from_model(
-        model.eval(), schema=ClassSchema.preset("isprs"), steps=[StepRecord(list(range(6)))],
-        mean=[120.0] * 3, std=[60.0] * 3, bands=["red", "green", "blue"],
-    )
-    return b.save(tmp_path_factory.mktemp("bundle") / "step0.safetensors")
+    return tiny_isprs_bundle().save(tmp_path_factory.mktemp("bundle") / "step0.safetensors")
 
 
 def test_a_bad_input_leaves_no_partial_and_no_sidecar(tmp_path, bundle):

@@ -10,21 +10,15 @@ import torch
 from click.testing import CliRunner
 
 from geociss.cli.main import cli
-from geociss.data.classes import ClassSchema
-from geociss.engine.bundle import StepBundle, StepRecord
+from geociss.engine.bundle import StepBundle
 from geociss.errors import error_detail, state_dict_mismatch
 from geociss.io import atomic_write_bytes
-from geociss.models import ModelConfig, SegmentationModel
 
-from fakes import write_tif
+from fakes import tiny_isprs_bundle, write_tif
 
 
 def tiny_bundle() -> StepBundle:
-    model = SegmentationModel(ModelConfig(encoder="tiny", weights="none", aspp_channels=16), [6])
-    return StepBundle.from_model(
-        model.eval(), schema=ClassSchema.preset("isprs"), steps=[StepRecord(list(range(6)))],
-        mean=[120.0] * 3, std=[60.0] * 3, bands=["red", "green", "blue"],
-    )
+    return tiny_isprs_bundle()
 
 
 @pytest.fixture

@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from geociss.cli.main import cli
-from geociss.data.classes import ClassSchema
-from geociss.engine.bundle import StepBundle, StepRecord
 from geociss.errors import DataError
 from geociss.io import atomic_write_text
-from geociss.models import ModelConfig, SegmentationModel
 
-from fakes import random_pair
+from fakes import random_pair, tiny_isprs_bundle
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    torch.manual_seed(0)
-    model = SegmentationModel(ModelConfig(encoder="tiny", weights="none", aspp_channels=16), [6])
-    b = StepBundle.from_model(
-        model.eval(), schema=ClassSchema.preset("isprs"), steps=[StepRecord(list(range(6)))],
-        mean=[120.0] * 3, std=[60.0] * 3, bands=["red", "green", "blue"],
-    )
-    return b.save(tmp_path_factory.mktemp("bundle") / "step0.safetensors")
+    return tiny_isprs_bundle().save(tmp_path_factory.mktemp("bundle") / "step0.safetensors")
 
 
 @pytest.fixture
