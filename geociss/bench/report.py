@@ -8,7 +8,7 @@ side.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from geociss.bench.stats import PairedDiff, Spread, paired_difference
@@ -114,9 +114,10 @@ def per_class_table(rows: Sequence[Any], classes: Sequence[str] | None = None) -
         "| task | method | " + " | ".join(names) + " |",
         "| --- | --- |" + " ---: |" * len(names),
     ]
-    value: Callable[[list[Any], str], str] = lambda cell, c: _pct(  # noqa: E731
-        Spread.of([r.per_class.get(c) for r in cell]).mean
-    )
+
+    def value(cell: list[Any], name: str) -> str:
+        return _pct(Spread.of([r.per_class.get(name) for r in cell]).mean)
+
     for (task, method), cell in _cells(rows).items():
         done = [r for r in cell if r.all is not None]
         if done:
