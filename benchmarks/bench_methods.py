@@ -12,7 +12,12 @@ from pathlib import Path
 
 from benchmarks._report import update_section
 from geociss.bench import collect, describe, relative, run_bench, step_cost
-from geociss.bench.report import comparisons, per_class_table, summary_table
+from geociss.bench.report import (
+    comparisons,
+    per_class_table,
+    retention_tracking,
+    summary_table,
+)
 
 METHODS = "ilt,mib,plop,ucd,dkd,idec,idec-no-dada,idec-no-arcl,idec-no-pseudo"
 TASKS = "4-1,2-3,2-2-1,2-1-1-1"
@@ -41,6 +46,21 @@ def tables(rows, preset: str, command: str, minutes: float | None) -> str:
         + comparisons(rows)
         + "\n\nPer-class IoU of the final model (%, mean over seeds).\n\n"
         + per_class_table(rows, CLASSES)
+        + _tracking(rows)
+    )
+
+
+def _tracking(rows) -> str:
+    table = retention_tracking(rows)
+    if not table:
+        return ""
+    return (
+        "\n\nDoes the label-free retention report (what `geociss extend` prints without old "
+        "labels) track the real loss of old classes? For every incremental step of every run "
+        "above and every old class: kept = share of the previous model's pixels of the class "
+        "that the new model still gives it (validation scenes, new-class pixels left out), "
+        "against IoU after / IoU before the step (with the labels the benchmark has).\n\n"
+        + table
     )
 
 

@@ -30,6 +30,14 @@ JOINT: dict[str, dict[str, Any]] = {
     "sgd lr 0.01, car ×30": {"train": {"optimizer": "sgd", "lr": 0.01, "epochs": 6, **NO_CLIP}},
     "adamw lr 0.001, car ×30, 6 epochs": {"train": {"epochs": 6, **NO_CLIP}},
     "adamw lr 0.001, car ×30, 10 epochs": {"train": NO_CLIP},
+    "adamw lr 0.001, car ×30, 10 epochs, clip 5, 128-px chips": {"data": {"chip_size": 128}},
+    "adamw lr 0.001, car ×30, 10 epochs, clip 5, 64-px chips": {"data": {"chip_size": 64}},
+    "adamw lr 0.001, car ×8, 10 epochs, clip 5, 64-px chips": {
+        "data": {"chip_size": 64, "class_weights": {"car": 8.0}},
+    },
+    "adamw lr 0.001, car ×30, 10 epochs, 64-px chips": {
+        "data": {"chip_size": 64}, "train": NO_CLIP,
+    },
     "adamw lr 0.001, car ×30, 10 epochs, clip 5 (preset)": {},
 }
 INCREMENTAL: dict[str, dict[str, Any]] = {
@@ -47,12 +55,16 @@ INCREMENTAL: dict[str, dict[str, Any]] = {
 }
 
 
-def run(kind: str, name: str, overrides: dict[str, Any], method: str, out: Path) -> str:
+def run(
+    kind: str, name: str, overrides: dict[str, Any], method: str, out: Path, seed: int = 0
+) -> str:
     from geociss.engine.runner import ScenarioRunner
     from geociss.errors import GeocissError
 
     task = "4-1"
-    cfg = experiment("cpu", task, method, out / "sample", out / "runs" / _slug(name))
+    cfg = experiment(
+        "cpu", task, method, out / "sample", out / "runs" / _slug(f"{name} s{seed}"), seed=seed
+    )
     cfg = cfg.model_copy(
         update={
             "data": cfg.data.model_copy(update=overrides.get("data", {})),
@@ -96,6 +108,8 @@ def main() -> None:
     ap.add_argument("kind", choices=["joint", "incremental"])
     ap.add_argument("--methods", default="finetune,mib,ilt", help="incremental only")
     ap.add_argument("--out", default="diag-cpu-preset")
+    ap.add_argument("--only", default="", help="run only the variants whose name contains this")
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     out = Path(args.out)
     if not (out / "sample" / "classes.yaml").is_file():
@@ -107,8 +121,10 @@ def main() -> None:
     variants = JOINT if args.kind == "joint" else INCREMENTAL
     methods = ["joint"] if args.kind == "joint" else args.methods.split(",")
     for name, overrides in variants.items():
+        if args.only not in name:
+            continue
         for method in methods:
-            print(run(args.kind, name, overrides, method, out), flush=True)
+            print(run(args.kind, name, overrides, method, out, args.seed), flush=True)
 
 
 if __name__ == "__main__":

@@ -50,11 +50,22 @@ def test_t_quantiles():
 
 def _rows():
     rows = []
-    for seed, (ft, mib, joint) in enumerate([(0.30, 0.50, 0.70), (0.32, 0.54, 0.72),
-                                             (0.34, 0.52, 0.74)]):
+    for seed, (ft, mib, joint) in enumerate(
+        [(0.30, 0.50, 0.70), (0.32, 0.54, 0.72), (0.34, 0.52, 0.74)]
+    ):
         for method, value in (("finetune", ft), ("mib", mib), ("joint", joint)):
-            rows.append(BenchRow("4-1", method, value, value / 2, value, of_joint=value / joint,
-                                 seed=seed, per_class={"car": value / 4, "tree": value}))
+            rows.append(
+                BenchRow(
+                    "4-1",
+                    method,
+                    value,
+                    value / 2,
+                    value,
+                    of_joint=value / joint,
+                    seed=seed,
+                    per_class={"car": value / 4, "tree": value},
+                )
+            )
     return rows
 
 
@@ -69,3 +80,47 @@ def test_tables_show_mean_sd_published_ratio_and_verdicts():
     per_class = per_class_table(rows)
     assert "| task | method | car | tree |" in per_class
     assert "| 4-1 | finetune | 8.0 | 32.0 |" in per_class
+
+
+def test_correlations_on_hand_checked_values():
+    from geociss.bench.stats import pearson, ranks, spearman
+
+    assert pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
+    assert pearson([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    # x = 1, 2, 3, 4; y = 1, 3, 2, 4: sxy = 4, sxx = syy = 5 -> r = 0.8
+    assert pearson([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    assert pearson([1, 1, 1], [1, 2, 3]) is None and pearson([1, 2], [1, 2]) is None
+    assert ranks([10, 20, 20, 5]) == [2.0, 3.5, 3.5, 1.0]
+    # monotone but not linear: rank correlation 1, Pearson below 1
+    xs, ys = [1, 2, 3, 4, 5], [1, 2, 4, 8, 100]
+    assert spearman(xs, ys) == pytest.approx(1.0) and pearson(xs, ys) < 0.9
+
+
+def test_retention_tracking_counts_warnings_against_real_losses():
+    from geociss.bench import BenchRow
+    from geociss.bench.report import retention_tracking
+
+    def pair(kept, before, after):
+        return {"kept": kept, "iou_before": before, "iou_after": after, "step": 1, "class": "c"}
+
+    row = BenchRow(
+        "4-1",
+        "mib",
+        0.5,
+        0.1,
+        0.4,
+        retention=[
+            pair(0.9, 0.8, 0.8),
+            pair(0.3, 0.8, 0.2),
+            pair(0.6, 0.5, 0.2),
+            pair(0.2, 0.4, 0.4),
+            pair(None, 0.5, 0.5),
+            pair(0.5, 0.0, 0.1),  # no teacher pixels / no IoU before: left out
+        ],
+    )
+    table = retention_tracking([row])
+    last = table.splitlines()[-1]
+    assert last.startswith("| 4 |")
+    # warned: 0.3 (lost: 0.25) and 0.2 (kept its IoU) -> 1 / 2; lost: 0.3 and 0.6 -> 1 / 2
+    assert "| 1 / 2 | 1 / 2 |" in last
+    assert retention_tracking([BenchRow("4-1", "mib", 0.5, 0.1, 0.4)]) == ""

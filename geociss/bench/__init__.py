@@ -35,6 +35,7 @@ __all__ = [
     "method_config",
     "per_class_iou",
     "relative",
+    "retention_pairs",
     "run_bench",
     "run_name",
     "step_cost",
@@ -57,6 +58,36 @@ class BenchRow:
     note: str = ""
     seed: int = 0
     per_class: dict[str, float | None] = field(default_factory=dict)
+    retention: list[dict[str, Any]] = field(default_factory=list)
+
+
+def retention_pairs(bundle: Any) -> list[dict[str, Any]]:
+    """Per incremental step and old class: the label-free ``kept`` share and the real IoUs.
+
+    ``iou_before`` / ``iou_after`` are the class's IoU on the validation tiles after the
+    previous step and after this one (from the step records of the run's final bundle).
+    """
+    from geociss.evaluation.retention import Retention
+
+    out = []
+    for t in range(1, len(bundle.steps)):
+        stored = bundle.steps[t].info.get("retention")
+        if not stored:
+            continue
+        before = per_class_iou(bundle.steps[t - 1].metrics)
+        after = per_class_iou(bundle.steps[t].metrics)
+        for c in Retention.from_dict(stored).classes:
+            out.append(
+                {
+                    "step": t,
+                    "class": c.name,
+                    "kept": c.kept,
+                    "teacher_pixels": c.teacher_pixels,
+                    "iou_before": before.get(c.name),
+                    "iou_after": after.get(c.name),
+                }
+            )
+    return out
 
 
 def run_name(spec: str, preset: str, task: str, seed: int) -> str:
@@ -151,6 +182,7 @@ def run_bench(
     sample scenes generated under ``out/sample`` with the preset's size.
     """
     from geociss.data.synthetic import generate_scenes
+    from geociss.engine.bundle import StepBundle
     from geociss.engine.runner import ScenarioRunner
     from geociss.errors import GeocissError
 
@@ -177,6 +209,7 @@ def run_bench(
                     rows.append(BenchRow(task, spec, None, None, None, note="diverged", seed=seed))
                     continue
                 scores = last.scores
+                final = runner.step_dir(runner.train_scenario.num_steps - 1) / "bundle.safetensors"
                 rows.append(
                     BenchRow(
                         task,
@@ -188,6 +221,7 @@ def run_bench(
                         peak_mib=costs[spec][1] if spec in costs else None,
                         seed=seed,
                         per_class=per_class_iou(scores.to_dict()),
+                        retention=retention_pairs(StepBundle.load(final)),
                     )
                 )
                 relative(rows)
@@ -242,6 +276,7 @@ def _row_from_bundle(bundle: Any, task: str, spec: str, seed: int) -> BenchRow:
         step_seconds=seconds / count if count else None,
         seed=seed,
         per_class=per_class_iou(metrics),
+        retention=retention_pairs(bundle),
     )
 
 

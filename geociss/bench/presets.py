@@ -122,7 +122,8 @@ def describe(preset: str) -> str:
         f"{p['sample']['tiles']} sample scenes of {p['sample']['size']} px "
         f"({d['val_fraction']:.0%} held out for validation)",
         f"{d['samples_per_epoch']} random {d['patch_size']}-px windows per epoch, batch "
-        f"{d['batch_size']}" + (f", class-weighted sampling ({weights})" if weights else "")
+        f"{d['batch_size']}"
+        + (f", class-weighted sampling ({weights})" if weights else "")
         + f", {d.get('normalization', 'bands')} input scaling",
     ]
     if d.get("chip_size"):

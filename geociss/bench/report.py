@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from geociss.bench.stats import PairedDiff, Spread, paired_difference
+from geociss.bench.stats import PairedDiff, Spread, paired_difference, pearson, spearman
 
 # IDEC (Zhao, Yuan, Shi, TPAMI 2023), Table 3, ISPRS Potsdam, all-mIoU % after the last step;
 # ‡ in the paper: re-implemented by the IDEC authors with PLOP's code. Joint = "offline".
@@ -127,4 +127,46 @@ def per_class_table(rows: Sequence[Any], classes: Sequence[str] | None = None) -
     return "\n".join(lines)
 
 
-__all__ = ["PUBLISHED_POTSDAM", "comparisons", "per_class_table", "summary_table"]
+def retention_tracking(rows: Sequence[Any], threshold: float = 0.5) -> str:
+    """How well the label-free retention ("kept") tracks the real IoU change of old classes.
+
+    Over every (run, incremental step, old class) with teacher pixels and a non-zero IoU before
+    the step: Pearson and Spearman correlation of ``kept`` with ``IoU after / IoU before``, and
+    how often the warning (``kept < threshold``) agrees with a real loss of more than half the
+    class's IoU. Empty when no row carries retention pairs.
+    """
+    pairs = [
+        (p["kept"], p["iou_after"] / p["iou_before"])
+        for r in rows
+        for p in getattr(r, "retention", [])
+        if p.get("kept") is not None and p.get("iou_before") and p.get("iou_after") is not None
+    ]
+    if not pairs:
+        return ""
+    kept, ratio = [k for k, _ in pairs], [q for _, q in pairs]
+
+    def corr(v: float | None) -> str:
+        return "-" if v is None else f"{v:+.2f}"
+
+    warned = [q for k, q in pairs if k < threshold]
+    lost = [k for k, q in pairs if q < 0.5]
+    hits = sum(1 for k, q in pairs if k < threshold and q < 0.5)
+    return "\n".join(
+        [
+            "| pairs (run × step × old class) | Pearson r | Spearman ρ | warned (kept < "
+            f"{100 * threshold:.0f} %) that lost > half the IoU | lost > half the IoU that were "
+            "warned |",
+            "| ---: | ---: | ---: | ---: | ---: |",
+            f"| {len(pairs)} | {corr(pearson(kept, ratio))} | {corr(spearman(kept, ratio))} | "
+            f"{hits} / {len(warned)} | {hits} / {len(lost)} |",
+        ]
+    )
+
+
+__all__ = [
+    "PUBLISHED_POTSDAM",
+    "comparisons",
+    "per_class_table",
+    "retention_tracking",
+    "summary_table",
+]

@@ -15,9 +15,36 @@ from dataclasses import dataclass
 
 # two-sided 95 % quantiles of Student's t, t(0.975, df), df = 1 … 30 (then 1.96)
 _T975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
 )
 
 
@@ -83,9 +110,7 @@ class PairedDiff:
         return "not distinguishable"
 
 
-def paired_difference(
-    a: dict[int, float | None], b: dict[int, float | None]
-) -> PairedDiff:
+def paired_difference(a: dict[int, float | None], b: dict[int, float | None]) -> PairedDiff:
     """Difference ``a[seed] − b[seed]`` over the seeds both have, with a t interval."""
     diffs = [
         float(a[s]) - float(b[s])  # type: ignore[arg-type]
@@ -101,4 +126,38 @@ def paired_difference(
     return PairedDiff(spread.mean, spread.mean - half, spread.mean + half, spread.n)
 
 
-__all__ = ["PairedDiff", "Spread", "paired_difference", "t975"]
+def pearson(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Pearson's correlation of paired values (None with fewer than 3 pairs or no spread)."""
+    if len(xs) != len(ys):
+        raise ValueError(f"{len(xs)} x values but {len(ys)} y values")
+    n = len(xs)
+    if n < 3:
+        return None
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+    sxx = sum((x - mx) ** 2 for x in xs)
+    syy = sum((y - my) ** 2 for y in ys)
+    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else None
+
+
+def ranks(values: Sequence[float]) -> list[float]:
+    """1-based ranks, ties given the mean of the ranks they span."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    out = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            out[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return out
+
+
+def spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Spearman's rank correlation (Pearson's on tie-averaged ranks)."""
+    return pearson(ranks(xs), ranks(ys))
+
+
+__all__ = ["PairedDiff", "Spread", "paired_difference", "pearson", "ranks", "spearman", "t975"]

@@ -169,13 +169,15 @@ def extend(**opts: Any) -> None:
     teacher that keeps the old classes from being forgotten). Inputs are normalised with the
     model's own mean/std, never with statistics of the new images (the old weights expect the
     old scaling), and the bands must match the model's. The new classes are then scored against
-    everything else on held-out tiles; the old classes cannot be scored without old labels (use
-    `geociss evaluate`).
+    everything else on held-out tiles. The old classes cannot be scored without old labels (use
+    `geociss evaluate`); instead a retention table shows, per old class, the share of the pixels
+    the input model gives it (outside new-class labels) that the extended model still gives it,
+    with a warning for a class below 50 %.
     """
     from rich.console import Console
 
     from geociss.engine.increment import extend_bundle
-    from geociss.evaluation import scores_table
+    from geociss.evaluation import retention_table, scores_table
 
     console = Console()
     req = _request(opts)
@@ -188,10 +190,16 @@ def extend(**opts: Any) -> None:
             scores, colors=colors, title=f"new classes vs rest on {where} ({result.eval_tiles})"
         )
     )
-    old = bundle.channel_names[: -(scores.num_channels - 1)]
+    if result.retention is not None:
+        console.print(
+            retention_table(result.retention, title="old classes: kept from the input model")
+        )
+        for line in result.retention.warnings():
+            console.print(f"[bold red]warning:[/bold red] {line}")
     console.print(
-        f"[yellow]old classes ({', '.join(old)}) are not evaluated: the new data has no labels "
-        "for them; run `geociss evaluate` on a folder labelled for every class[/yellow]"
+        "[yellow]old classes cannot be scored without their labels: the table above measures "
+        "agreement with the input model, not accuracy; run `geociss evaluate` on a folder "
+        "labelled for every class for their IoU[/yellow]"
     )
     console.print(
         f"wrote {result.path}: {len(bundle.channels)} classes in {len(bundle.steps)} steps "

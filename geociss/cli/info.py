@@ -25,6 +25,7 @@ def bundle_summary(bundle: Any) -> dict[str, Any]:
                 "miou_old": miou.get("old"),
                 "miou_new": miou.get("new"),
                 "miou_all": miou.get("all"),
+                "retention": (record.info or {}).get("retention"),
             }
         )
         start += n
@@ -60,6 +61,7 @@ def info(bundle: Path, as_json: bool) -> None:
     from rich.table import Table
 
     from geociss.engine.bundle import StepBundle
+    from geociss.evaluation import Retention, retention_table
 
     summary = bundle_summary(StepBundle.load(bundle))
     if as_json:
@@ -85,6 +87,12 @@ def info(bundle: Path, as_json: bool) -> None:
             _pct(s["miou_all"]),
         )
     console.print(table)
+    for s in summary["steps"]:
+        if s["retention"]:
+            retention = Retention.from_dict(s["retention"])
+            console.print(retention_table(retention, title=f"step {s['step']}: old classes kept"))
+            for line in retention.warnings():
+                console.print(f"[bold red]warning:[/bold red] {line}")
     console.print(f"initial encoder weights: {describe_origin(summary['weights_origin'])}")
 
 

@@ -119,7 +119,7 @@ def evaluate_tiles(
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                     logits = model(x).logits
                 pred = predict(logits.float())
-                target = _owned_target(batch["mask"], chunk).to(device)
+                target = owned_target(batch["mask"], chunk).to(device)
                 acc.update(pred, target)
                 if progress is not None:
                     progress(len(chunk))
@@ -128,7 +128,8 @@ def evaluate_tiles(
     return acc.compute()
 
 
-def _owned_target(mask: Tensor, chunk: Sequence[OwnedWindow]) -> Tensor:
+def owned_target(mask: Tensor, chunk: Sequence[OwnedWindow]) -> Tensor:
+    """``mask`` with every pixel outside each window's owned part set to ignore (255)."""
     target = torch.full_like(mask, IGNORE_INDEX)
     for i, item in enumerate(chunk):
         r0, r1, c0, c1 = item.own

@@ -41,6 +41,7 @@ from geociss.engine.bundle import StepBundle, StepRecord
 from geociss.engine.new_classes import extend_schema, new_label_schema
 from geociss.engine.step import StepData, grow_student, prepare_step, training_device
 from geociss.errors import ConfigError, DataError, UnknownLabelValueError
+from geociss.evaluation.retention import Retention
 from geociss.evaluation.scores import Scores
 from geociss.methods.base import IncrementalMethod, StepContext
 
@@ -92,6 +93,8 @@ class ExtendResult:
         train_tiles: tiles the step could train on.
         eval_tiles: tiles it was evaluated on.
         held_out: False when the evaluation tiles are training tiles (too few tiles).
+        retention: how much of each old class the extended model keeps of the input model's
+            map on the evaluation tiles (no old labels needed).
     """
 
     bundle: StepBundle
@@ -100,6 +103,7 @@ class ExtendResult:
     train_tiles: int
     eval_tiles: int
     held_out: bool
+    retention: Retention | None = None
 
 
 @dataclass
@@ -225,7 +229,38 @@ def _train(plan: _Plan, mean: list[float], std: list[float], progress: bool) -> 
     return student.cpu().eval()
 
 
-def _extended_bundle(plan: _Plan, student: SegmentationModel, scores: Scores) -> StepBundle:
+def _retention(plan: _Plan, student: SegmentationModel) -> Retention:
+    """Old-class agreement of the student with the input model on the evaluation tiles."""
+    from geociss.engine.assess import bundle_bands, bundle_normalisation, predict_rule
+    from geociss.engine.retention import measure_retention, scoring_lut
+
+    req, k = plan.req, len(plan.ids)
+    mean, std = bundle_normalisation(plan.bundle)
+    where = "held-out tiles" if plan.held_out else "training tiles"
+    return measure_retention(
+        student,
+        plan.bundle.build_model(),
+        plan.method.predict,
+        predict_rule(plan.bundle),
+        plan.bundle.channel_names,
+        len(plan.bundle.channels) + k,
+        plan.data.val_tiles,
+        plan.labels,
+        scoring_lut(range(1, k + 1)),
+        mean,
+        std,
+        scope=f"{where} of the new data ({len(plan.data.val_tiles)}), outside new-class labels",
+        size=req.data.eval_tile,
+        overlap=req.data.eval_overlap,
+        batch_size=max(1, req.data.batch_size // 2),
+        device=str(training_device(req.train)),
+        bands=bundle_bands(plan.bundle),
+    )
+
+
+def _extended_bundle(
+    plan: _Plan, student: SegmentationModel, scores: Scores, retention: Retention
+) -> StepBundle:
     """The output bundle: the student, the extended schema, the history plus this step."""
     req, bundle, schema = plan.req, plan.bundle, plan.schema
     scope = SCOPE if plan.held_out else SCOPE.replace("held-out tiles", "the training tiles")
@@ -239,6 +274,7 @@ def _extended_bundle(plan: _Plan, student: SegmentationModel, scores: Scores) ->
         "params": req.method.params,
         "normalisation": "from the extended bundle",
         "label_values": [int(c.values[0]) for c in plan.labels.classes[1:]],  # type: ignore[index]
+        "retention": retention.to_dict(),
     }
     record = StepRecord(
         list(plan.ids),
@@ -304,10 +340,11 @@ def extend_bundle(
         device=str(training_device(req.train)),
         progress=progress,
     )
-    out = _extended_bundle(plan, student, scores)
+    retention = _retention(plan, student)
+    out = _extended_bundle(plan, student, scores, retention)
     out.save(req.out)
     out.source = req.out
     data = plan.data
     return ExtendResult(
-        out, req.out, scores, len(data.train_tiles), len(data.val_tiles), plan.held_out
+        out, req.out, scores, len(data.train_tiles), len(data.val_tiles), plan.held_out, retention
     )

@@ -30,10 +30,12 @@ from geociss.data.scenarios import Scenario
 from geociss.engine.bundle import StepBundle, StepRecord
 from geociss.engine.data import ExperimentData
 from geociss.engine.evaluate import evaluate_tiles
+from geociss.engine.reports import write_history, write_step_reports
 from geociss.engine.step import StepData, grow_student, prepare_step, training_device
 from geociss.engine.trainer import fit_step, resolve_precision
 from geociss.errors import ConfigError
 from geociss.evaluation import Scores, StepHistory
+from geociss.evaluation.retention import Retention
 from geociss.io import atomic_write_text
 from geociss.methods import get_method
 from geociss.methods.base import IncrementalMethod, StepContext
@@ -142,7 +144,7 @@ class ScenarioRunner:
             bundle = self.run_step(step, digest)
             history.add(self.scores_of(bundle, step), step=step)
             previous = digest
-        self.write_history(history)
+        write_history(self.run_dir, history, self.config.name)
         return history
 
     def data_notes(self) -> list[str]:
@@ -178,7 +180,7 @@ class ScenarioRunner:
             path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(cache, path)
             bundle = StepBundle.load(path)
-            self.write_step_reports(step, self.scores_of(bundle, step))
+            write_step_reports(self.step_dir(step), step, self.scores_of(bundle, step))
             return bundle
         bundle = self.train_step(step, digest)
         if step == 0:
@@ -253,8 +255,11 @@ class ScenarioRunner:
             )
             scores = self.evaluate(student, method, step)
             bundle.steps[-1].metrics.update(scores.to_dict())
+            if teacher is not None and prev is not None:
+                retention = self.retention(student, teacher, method, prev, step)
+                bundle.steps[-1].info["retention"] = retention.to_dict()
             bundle.save(step_dir / BUNDLE)
-            self.write_step_reports(step, scores)
+            write_step_reports(step_dir, step, scores)
         trainer.strategy.barrier()
         return StepBundle.load(step_dir / BUNDLE)
 
@@ -316,6 +321,44 @@ class ScenarioRunner:
         model.to("cpu")
         return self.scores_from_confusion(cm, step)
 
+    def retention(
+        self,
+        student: SegmentationModel,
+        teacher: SegmentationModel,
+        method: IncrementalMethod,
+        prev: StepBundle,
+        step: int,
+    ) -> Retention:
+        """How much of each old class the student keeps of the teacher's map (logged)."""
+        from geociss.engine.assess import predict_rule
+        from geociss.engine.retention import measure_retention, step_lut
+
+        data, cfg, scen = self.experiment_data(), self.config.data, self.train_scenario
+        old = scen.seen_channels(step - 1)
+        retention = measure_retention(
+            student,
+            teacher,
+            method.predict,
+            predict_rule(prev),
+            scen.channel_names[:old],
+            scen.seen_channels(step),
+            data.val_tiles,
+            self.schema,
+            step_lut(scen.eval_lut(step), scen.new_channels(step)),
+            data.mean,
+            data.std,
+            scope=f"validation tiles ({len(data.val_tiles)})",
+            size=cfg.eval_tile,
+            overlap=cfg.eval_overlap,
+            batch_size=max(1, cfg.batch_size // 2),
+            device=self._device(),
+            bands=cfg.bands,
+        )
+        self.log(f"step {step}: old classes kept from the previous model's map")
+        for line in [*(f"  {x}" for x in retention.lines()), *retention.warnings()]:
+            self.log(line if line.startswith("  ") else f"warning: {line}")
+        return retention
+
     def scores_from_confusion(self, cm: np.ndarray, step: int) -> Scores:
         """Scores with the old/new split of the ORIGINAL scenario (joint included)."""
         n = cm.shape[0]
@@ -336,27 +379,6 @@ class ScenarioRunner:
         """
         cm = np.asarray(bundle.steps[-1].metrics["confusion"], dtype=np.int64)
         return self.scores_from_confusion(cm, step)
-
-    # ---------------------------------------------------------------- reports
-
-    def write_step_reports(self, step: int, scores: Scores) -> None:
-        """metrics.json / metrics.csv / confusion.png of a step."""
-        from geociss.evaluation import plot_confusion, write_scores_csv, write_scores_json
-
-        d = self.step_dir(step)
-        write_scores_json(d / "metrics.json", scores)
-        write_scores_csv(d / "metrics.csv", scores)
-        plot_confusion(
-            scores.confusion, list(scores.channel_names), d / "confusion.png", title=f"step {step}"
-        )
-
-    def write_history(self, history: StepHistory) -> None:
-        """history.json / history.csv / history.png of the run."""
-        from geociss.evaluation import plot_history, write_scores_csv, write_scores_json
-
-        write_scores_json(self.run_dir / "history.json", history)
-        write_scores_csv(self.run_dir / "history.csv", history)
-        plot_history(history, self.run_dir / "history.png", title=self.config.name)
 
 
 def _gsd(data: ExperimentData) -> float | None:

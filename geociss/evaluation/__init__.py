@@ -31,6 +31,8 @@ _EXPORTS = {
     "write_scores_csv": "report",
     "scores_table": "report",
     "history_table": "report",
+    "retention_table": "report",
+    "Retention": "retention",
     "plot_history": "plots",
     "plot_confusion": "plots",
 }

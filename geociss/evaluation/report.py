@@ -18,6 +18,7 @@ from rich.text import Text
 from geociss.data.classes import RGB, color_hex, parse_color
 from geociss.errors import DataError
 from geociss.evaluation.history import StepHistory
+from geociss.evaluation.retention import Retention
 from geociss.evaluation.scores import Scores
 from geociss.io import atomic_write_text
 
@@ -241,4 +242,30 @@ def history_table(
         f"avg all = {_pct(history.avg_all())}, "
         f"mean forgetting = {_pct(history.mean_forgetting())} (percent points)"
     )
+    return table
+
+
+def retention_table(retention: Retention, title: str | None = None) -> Table:
+    """Old-class retention of an incremental step (see :mod:`geociss.evaluation.retention`).
+
+    Rows below the retention threshold are shown in red.
+    """
+    table = Table(
+        title=title,
+        caption=f"{retention.scope}; kept = share of the previous model's pixels of the class "
+        "that the new model still gives it (agreement, not accuracy)",
+    )
+    for col in ("old class", "previous model px", "kept %", "to new %", "area change %"):
+        table.add_column(col, justify="left" if col == "old class" else "right")
+    low = {c.name for c in retention.collapsing()}
+    for c in retention.classes:
+        style = "red" if c.name in low else None
+        table.add_row(
+            c.name,
+            f"{c.teacher_pixels:,}",
+            _pct(c.kept),
+            _pct(c.to_new),
+            "-" if c.area_change is None else f"{100 * c.area_change:+.1f}",
+            style=style,
+        )
     return table

@@ -124,7 +124,8 @@ def test_extend_runs_and_reports(extended):
         "new classes vs rest on held-out tiles",
         "car",
         "solar panel",
-        "old classes (road, building, tree) are not evaluated",
+        "old classes: kept from the input model",
+        "agreement with the input model, not accuracy",
         f"wrote {out}",
     ):
         assert text in res.output

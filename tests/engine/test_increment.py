@@ -10,6 +10,7 @@ from geociss.engine.bundle import StepBundle, StepRecord
 from geociss.engine.increment import ExtendRequest, extend_bundle
 from geociss.engine.new_classes import auto_colors, extend_schema, new_label_schema
 from geociss.errors import ConfigError, DataError
+from geociss.evaluation.retention import Retention
 from geociss.models.config import ModelConfig
 from geociss.models.segmenter import SegmentationModel
 
@@ -152,6 +153,21 @@ def test_extend_stores_new_vs_rest_metrics(extended):
     # one held-out 64x64 tile; polygons: 16x16 car, 10x30 solar panel; outside = rest
     assert cm.sum(1).tolist() == [SIZE * SIZE - 256 - 300, 256, 300]
     assert result.held_out and result.eval_tiles == 1
+
+
+def test_extend_stores_old_class_retention(extended):
+    result, *_ = extended
+    stored = StepBundle.load(result.path).steps[1].info["retention"]
+    assert Retention.from_dict(stored) == result.retention
+    names = [c.name for c in result.retention.classes]
+    assert names == ["road", "building", "tree"]
+    # new-class pixels (16x16 car, 10x30 solar panel) are left out; the rest is scored
+    assert result.retention.pixels == SIZE * SIZE - 256 - 300
+    for c in result.retention.classes:
+        if c.teacher_pixels:
+            # lr 1e-9: the old logits are the teacher's, so a pixel the student takes from an
+            # old class can only have gone to a new one
+            assert c.kept + c.to_new == pytest.approx(1.0)
 
 
 def test_input_bundle_is_untouched(extended):

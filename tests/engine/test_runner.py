@@ -8,6 +8,7 @@ import pytest
 from geociss.config.experiment import ExperimentConfig
 from geociss.engine.bundle import StepBundle
 from geociss.engine.runner import ScenarioRunner
+from geociss.evaluation.retention import Retention
 
 from fakes import write_tif
 
@@ -64,7 +65,8 @@ def data_root(tmp_path_factory):
 
 def test_two_step_run_writes_bundles_reports_and_history(data_root):
     cfg = config(data_root)
-    runner = ScenarioRunner(cfg, log=lambda _: None, progress=False)
+    logs: list[str] = []
+    runner = ScenarioRunner(cfg, log=logs.append, progress=False)
     history = runner.run()
     run = cfg.run_dir
     assert len(history.records) == 2
@@ -85,6 +87,12 @@ def test_two_step_run_writes_bundles_reports_and_history(data_root):
     ]
     assert [s.method for s in bundle.steps] == ["finetune", "finetune"]
     assert bundle.steps[1].metrics["new_channels"] == [4]
+    # every incremental step measures how much of the old classes it kept (no labels needed)
+    retention = Retention.from_dict(bundle.steps[1].info["retention"])
+    assert [c.name for c in retention.classes] == bundle.channel_names[:4]
+    assert retention.pixels > 0 and "validation tiles" in retention.scope
+    assert "retention" not in bundle.steps[0].info
+    assert any("old classes kept from the previous model" in m for m in logs)
     assert len(bundle.mean) == 3 and all(s > 0 for s in bundle.std)
     saved = json.loads((run / "history.json").read_text())
     assert saved and (run / "history.png").stat().st_size > 1000

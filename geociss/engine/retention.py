@@ -1,0 +1,168 @@
+"""Run a step's student and teacher over held-out tiles and count where they agree.
+
+The counts feed :class:`geociss.evaluation.retention.Retention` (the definitions, and what the
+measure can and cannot tell, are in that module). Pixels are scored once each, with the owned
+sliding windows of full-tile evaluation (:mod:`geociss.engine.evaluate`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from geociss.data.classes import IGNORE_INDEX, ClassSchema
+from geociss.data.dataset import Collate, WindowDataset
+from geociss.data.records import TileRecord
+from geociss.engine.evaluate import _batches, owned_grid, owned_target
+from geociss.evaluation.retention import DEFAULT_THRESHOLD, Retention
+
+NEW = 1
+"""Value of the scoring look-up table for pixels labelled with a new class (left out)."""
+
+
+def agreement_over_tiles(
+    student: torch.nn.Module,
+    teacher: torch.nn.Module,
+    predict_student: Callable[[Tensor], Tensor],
+    predict_teacher: Callable[[Tensor], Tensor],
+    tiles: Sequence[TileRecord],
+    schema: ClassSchema,
+    lut: np.ndarray,
+    shape: tuple[int, int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    size: int = 512,
+    overlap: int = 64,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    bands: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Pixel counts ``A[teacher channel, student channel]`` over the tiles.
+
+    Args:
+        student: the extended model.
+        teacher: the model it was extended from (its channels are the first of the student's).
+        predict_student: student logits → channel per pixel.
+        predict_teacher: teacher logits → channel per pixel.
+        tiles: the tiles (with labels).
+        schema: class schema of the labels.
+        lut: class id → 0 (scored), :data:`NEW` (labelled with a new class: left out) or 255
+            (ignored: left out).
+        shape: ``(teacher channels, student channels)``.
+        mean: per-band normalisation mean.
+        std: per-band normalisation std.
+        size: window size.
+        overlap: overlap of neighbouring windows.
+        batch_size: windows per forward pass.
+        device: where both models run.
+        bands: 1-based image bands to read.
+    """
+    device = torch.device(device)
+    grid = owned_grid(tiles, size, overlap)
+    loader = DataLoader(
+        WindowDataset(tiles, schema, bands=bands),
+        batch_size=batch_size,
+        sampler=[g.window for g in grid],  # type: ignore[arg-type]
+        collate_fn=Collate(lut),
+    )
+    m = torch.tensor(list(mean), dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    s = torch.tensor(list(std), dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    n_t, n_s = shape
+    counts = torch.zeros(n_t * n_s, dtype=torch.int64, device=device)
+    modes = (student.training, teacher.training)
+    student.eval()
+    teacher.eval()
+    try:
+        with torch.inference_mode():
+            for chunk, batch in zip(_batches(grid, batch_size), loader, strict=True):
+                x = (batch["image"].to(device).float() - m) / s
+                t = predict_teacher(teacher(x).logits.float())
+                st = predict_student(student(x).logits.float())
+                keep = owned_target(batch["mask"], chunk).to(device) == 0
+                idx = t[keep].long() * n_s + st[keep].long()
+                counts += torch.bincount(idx, minlength=n_t * n_s)
+    finally:
+        student.train(modes[0])
+        teacher.train(modes[1])
+    return counts.view(n_t, n_s).cpu().numpy()
+
+
+def scoring_lut(new_ids: Sequence[int], ignored_ids: Sequence[int] = ()) -> np.ndarray:
+    """Look-up table for :func:`agreement_over_tiles`: every class scored except those given.
+
+    Args:
+        new_ids: label values of the new classes (left out: :data:`NEW`).
+        ignored_ids: label values to ignore (255) besides 255 itself.
+    """
+    lut = np.zeros(256, dtype=np.uint8)
+    lut[IGNORE_INDEX] = IGNORE_INDEX
+    for v in ignored_ids:
+        lut[int(v)] = IGNORE_INDEX
+    for v in new_ids:
+        lut[int(v)] = NEW
+    return lut
+
+
+def measure_retention(
+    student: torch.nn.Module,
+    teacher: torch.nn.Module,
+    predict_student: Callable[[Tensor], Tensor],
+    predict_teacher: Callable[[Tensor], Tensor],
+    old_names: Sequence[str],
+    num_channels: int,
+    tiles: Sequence[TileRecord],
+    schema: ClassSchema,
+    lut: np.ndarray,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    scope: str = "",
+    **kwargs: object,
+) -> Retention:
+    """:class:`Retention` of the old channels ``old_names`` of ``student`` against ``teacher``.
+
+    ``kwargs``: ``size``, ``overlap``, ``batch_size``, ``device``, ``bands`` of
+    :func:`agreement_over_tiles`. Both models are moved to the device and back to the CPU.
+    """
+    device = kwargs.get("device", "cpu")
+    student.to(device)  # type: ignore[arg-type]
+    teacher.to(device)  # type: ignore[arg-type]
+    try:
+        a = agreement_over_tiles(
+            student,
+            teacher,
+            predict_student,
+            predict_teacher,
+            tiles,
+            schema,
+            lut,
+            (len(old_names), num_channels),
+            mean,
+            std,
+            **kwargs,  # type: ignore[arg-type]
+        )
+    finally:
+        student.to("cpu")
+        teacher.to("cpu")
+    return Retention.from_agreement(a, old_names, threshold, scope)
+
+
+def step_lut(eval_lut: np.ndarray, new_channels: Sequence[int]) -> np.ndarray:
+    """Scoring table of a scenario step from its evaluation table (class id → channel).
+
+    Classes evaluated in a new channel are left out (:data:`NEW`), classes the evaluation
+    ignores stay ignored, every other class is scored.
+    """
+    ev = np.asarray(eval_lut)
+    lut = np.where(ev == IGNORE_INDEX, IGNORE_INDEX, 0).astype(np.uint8)
+    lut[np.isin(ev, list(new_channels))] = NEW
+    return lut
+
+
+__all__ = ["NEW", "agreement_over_tiles", "measure_retention", "scoring_lut", "step_lut"]
