@@ -16,15 +16,21 @@ def bundle_summary(bundle: Any) -> dict[str, Any]:
     start = 0
     for t, record in enumerate(bundle.steps):
         n = len(record.channels)
-        miou = (record.metrics or {}).get("miou", {})
+        metrics = record.metrics or {}
+        miou = metrics.get("miou", {})
+        scope = metrics.get("scope")
+        partial = bool(scope) and "vs rest" in str(scope)
         steps.append(
             {
                 "step": t,
                 "classes": names[start : start + n],
                 "method": record.method,
-                "miou_old": miou.get("old"),
+                "miou_old": None if partial else miou.get("old"),
                 "miou_new": miou.get("new"),
-                "miou_all": miou.get("all"),
+                # an extend step scores its new classes against "the rest" only: its mean over
+                # the scored channels is not an all-class mIoU
+                "miou_all": None if partial else miou.get("all"),
+                "scope": scope,
                 "retention": (record.info or {}).get("retention"),
             }
         )
@@ -87,6 +93,9 @@ def info(bundle: Path, as_json: bool) -> None:
             _pct(s["miou_all"]),
         )
     console.print(table)
+    for s in summary["steps"]:
+        if s["scope"]:
+            console.print(f"step {s['step']} scored on: {s['scope']}")
     for s in summary["steps"]:
         if s["retention"]:
             retention = Retention.from_dict(s["retention"])

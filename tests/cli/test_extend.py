@@ -142,6 +142,13 @@ def test_info_and_evaluate_show_the_new_step(extended, tmp_path):
     steps = json.loads(info.output)["steps"]
     assert [s["classes"] for s in steps] == [["road", "building", "tree"], ["car", "solar panel"]]
     assert steps[1]["method"] == "finetune" and steps[1]["miou_old"] is None
+    # the step's score is new classes vs rest: it must not pass for an all-class mIoU
+    assert steps[1]["miou_all"] is None and steps[1]["miou_new"] is not None
+    assert "vs rest" in steps[1]["scope"] and steps[0]["scope"] is None
+    assert len(steps[1]["retention"]["classes"]) == 3
+    text = run("info", out)
+    assert "step 1 scored on: new classes vs rest" in " ".join(text.output.split())
+    assert "old classes kept" in text.output
     full = tiles(tmp_path, [0, 1, 2, 3, 4], n=1)  # labelled for every class of the new model
     res = run(
         "evaluate",
