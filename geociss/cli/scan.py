@@ -2,20 +2,68 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
+DEFAULT_PRESET = "isprs"
+"""The schema of a folder without ``--schema`` and without ``classes.yaml`` next to its images."""
 
-def resolve_schema(ref: str | None, images: Path) -> Any:
-    """The class schema named by ``--schema``, else ``IMAGES/../classes.yaml``, else ``isprs``."""
+
+def schema_with_origin(ref: str | None, images: Path) -> tuple[Any, str]:
+    """The class schema named by ``--schema``, else ``IMAGES/../classes.yaml``, else ``isprs``.
+
+    Returns:
+        The :class:`~geociss.data.classes.ClassSchema` and where it came from, in words.
+    """
     from geociss.data.classes import ClassSchema
 
     if ref is None:
         guess = images.absolute().parent / "classes.yaml"
-        return ClassSchema.from_yaml(guess) if guess.is_file() else ClassSchema.preset("isprs")
-    return ClassSchema.load(ref)
+        if guess.is_file():
+            return ClassSchema.from_yaml(guess), f"{guess} (next to the images)"
+        return ClassSchema.preset(DEFAULT_PRESET), (
+            f"preset {DEFAULT_PRESET}, the default: no --schema and no classes.yaml next to "
+            "the images"
+        )
+    if str(ref) in ClassSchema.presets():
+        return ClassSchema.preset(str(ref)), f"preset {ref}"
+    return ClassSchema.load(ref), str(ref)
+
+
+def resolve_schema(ref: str | None, images: Path) -> Any:
+    """The class schema named by ``--schema``, else ``IMAGES/../classes.yaml``, else ``isprs``."""
+    return schema_with_origin(ref, images)[0]
+
+
+@contextmanager
+def naming_schema(origin: str) -> Iterator[None]:
+    """Add the schema used (and where it came from) to an unknown-label-value error."""
+    from geociss.errors import DataError, UnknownLabelValueError
+
+    try:
+        yield
+    except UnknownLabelValueError as err:
+        raise DataError(err.path, f"{err.problem}; schema used: {origin}") from None
+
+
+def schema_warnings(summary: dict[str, Any]) -> list[str]:
+    """Signs that the labels do not fit the schema: classes without a single labelled pixel."""
+    if summary.get("labels") is None or not summary.get("classes"):
+        return []
+    empty = [c["name"] for c in summary["classes"] if c["pixels"] == 0]
+    if not empty:
+        return []
+    schema = summary.get("schema", {})
+    return [
+        f"{len(empty)} of {len(summary['classes'])} classes of schema "
+        f"{schema.get('name', '?')!r} have no pixels in the labels ({', '.join(empty)}); "
+        f"check that the schema fits the labels (schema used: {schema.get('from', '?')}; "
+        "format: docs/configuration.md)"
+    ]
 
 
 def render(summary: dict[str, Any], console: Any) -> None:
@@ -30,9 +78,14 @@ def render(summary: dict[str, Any], console: Any) -> None:
     overview = Table(title="tiles", show_header=False)
     overview.add_column("key", style="bold")
     overview.add_column("value")
+    used: list[tuple[str, str]] = []
+    if (schema := summary.get("schema")) is not None:
+        text = f"{schema['name']} ({schema['classes']} classes, {schema['encoding']})"
+        used.append(("schema", f"{text} from {schema['from']}"))
     for key, value in (
         ("images", summary["images"]),
         ("labels", summary["labels"] or "-"),
+        *used,
         ("tiles", str(summary["tiles"])),
         ("size (px)", size),
         ("CRS", crs),
@@ -158,70 +211,129 @@ def scan(
     import json
 
     from rich.console import Console
+    from rich.markup import escape
 
     from geociss.io import atomic_write_text, check_output_file
 
     if json_out is not None:
         check_output_file(json_out, "--json")
     if dataset is not None:
-        catalog = _official(images, labels, schema_ref, dataset, modality, split, eroded,
-                            exclude_tiles, chip_size, not no_cache)
+        catalog, origin = _official(
+            images,
+            labels,
+            schema_ref,
+            dataset,
+            modality,
+            split,
+            eroded,
+            exclude_tiles,
+            chip_size,
+            not no_cache,
+        )
     else:
-        catalog = _folder(images, labels, schema_ref, image_glob, label_glob, label_attribute,
-                          unlabelled, chip_size, not no_cache)
+        catalog, origin = _folder(
+            images,
+            labels,
+            schema_ref,
+            image_glob,
+            label_glob,
+            label_attribute,
+            unlabelled,
+            chip_size,
+            not no_cache,
+        )
     summary = catalog.summary()
+    if summary["labels"] is not None:
+        summary["schema"] = {
+            "name": catalog.schema.name,
+            "from": origin,
+            "classes": catalog.schema.num_classes,
+            "encoding": catalog.schema.encoding,
+        }
     if chip_size is not None:
         summary["chip_size"] = chip_size
         summary["regions"] = len(catalog.regions())
-    render(summary, Console())
+    console = Console()
+    render(summary, console)
+    for line in schema_warnings(summary):
+        console.print(f"[bold red]warning:[/bold red] {escape(line)}")
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(summary, indent=2) + "\n")
 
 
 def _official(
-    root: Path, labels: Path | None, schema_ref: str | None, dataset: str, modality: str | None,
-    split: str, eroded: bool, exclude_tiles: str | None, chip_size: int | None, cache: bool,
-) -> Any:
-    """The catalogue of one split of an official ISPRS distribution under ``root``."""
+    root: Path,
+    labels: Path | None,
+    schema_ref: str | None,
+    dataset: str,
+    modality: str | None,
+    split: str,
+    eroded: bool,
+    exclude_tiles: str | None,
+    chip_size: int | None,
+    cache: bool,
+) -> tuple[Any, str]:
+    """The catalogue of one split of an official ISPRS distribution, and its schema's origin."""
     from geociss.data.classes import ClassSchema
     from geociss.data.isprs import get_dataset, official_catalog
     from geociss.errors import ConfigError
 
     if labels is not None:
         raise ConfigError("with --dataset, give only the dataset folder (labels are found in it)")
-    schema = ClassSchema.load(schema_ref or get_dataset(dataset).schema)
+    default = get_dataset(dataset).schema
+    schema = ClassSchema.load(schema_ref or default)
+    origin = str(schema_ref) if schema_ref else f"preset {default}, the {dataset} default"
     exclude = None
     if exclude_tiles is not None:
         exclude = [t.strip() for t in exclude_tiles.split(",") if t.strip()]
-    catalog, found = official_catalog(
-        dataset, root, schema, split, modality, eroded=eroded,  # type: ignore[arg-type]
-        exclude=exclude, chip_size=chip_size, cache=cache, progress=True,
+    with naming_schema(origin):
+        catalog, found = official_catalog(
+            dataset,
+            root,
+            schema,
+            split,
+            modality,
+            eroded=eroded,  # type: ignore[arg-type]
+            exclude=exclude,
+            chip_size=chip_size,
+            cache=cache,
+            progress=True,
+        )
+    click.echo(
+        f"{found.dataset.title}, {found.modality}, official {split} split: "
+        f"images from {found.images_from}, labels from {found.labels_from}"
     )
-    click.echo(f"{found.dataset.title}, {found.modality}, official {split} split: "
-               f"images from {found.images_from}, labels from {found.labels_from}")
     for note in found.notes:
         click.echo(f"note: {note}")
-    return catalog
+    return catalog, origin
 
 
 def _folder(
-    images: Path, labels: Path | None, schema_ref: str | None, image_glob: str,
-    label_glob: str | None, label_attribute: str, unlabelled: str, chip_size: int | None,
+    images: Path,
+    labels: Path | None,
+    schema_ref: str | None,
+    image_glob: str,
+    label_glob: str | None,
+    label_attribute: str,
+    unlabelled: str,
+    chip_size: int | None,
     cache: bool,
-) -> Any:
-    """The catalogue of an image folder and its labels."""
+) -> tuple[Any, str]:
+    """The catalogue of an image folder and its labels, and where its schema came from."""
     from geociss.data.catalog import Catalog
 
-    schema = resolve_schema(schema_ref, images)
-    return Catalog.scan(
-        images,
-        labels,
-        schema,
-        image_glob=image_glob,
-        label_glob=label_glob,
-        label_attribute=label_attribute,
-        unlabelled=unlabelled,  # type: ignore[arg-type]
-        chip_size=chip_size,
-        cache=cache,
-        progress=True,
-    )
+    schema, origin = schema_with_origin(schema_ref, images)
+    with naming_schema(origin):
+        catalog = Catalog.scan(
+            images,
+            labels,
+            schema,
+            image_glob=image_glob,
+            label_glob=label_glob,
+            label_attribute=label_attribute,
+            unlabelled=unlabelled,  # type: ignore[arg-type]
+            chip_size=chip_size,
+            cache=cache,
+            progress=True,
+        )
+    return catalog, origin

@@ -155,7 +155,11 @@ class TrainConfig(BaseModel):
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = Field(
         default="auto", description="'auto': bf16-mixed on GPU, 32-bit on CPU."
     )
-    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = Field(default="auto")
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = Field(
+        default="auto",
+        description="Lightning accelerator: 'auto' (a GPU when one is visible, else the CPU), "
+        "'cpu', 'gpu'/'cuda' or 'mps' (Apple).",
+    )
     devices: int | Literal["auto"] = Field(default=1, description="Devices per node (DDP if > 1).")
     num_nodes: int = Field(default=1, ge=1, description="Nodes (multi-node DDP).")
     seed: int = Field(default=0, description="Seed of sampling, augmentation and initialisation.")
@@ -211,11 +215,18 @@ class ExperimentConfig(BaseModel):
         description="Run name (letters, digits, '.', '_', '-'; not only dots).",
     )
     out: Path = Field(default=Path("runs"), description="Parent folder of the run folder.")
-    data: DataConfig
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    scenario: ScenarioConfig
-    method: MethodConfig = Field(default_factory=MethodConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    data: DataConfig = Field(description="Training and validation data (section data).")
+    model: ModelConfig = Field(
+        default_factory=ModelConfig, description="The network (section model)."
+    )
+    scenario: ScenarioConfig = Field(description="Classes learned at each step (section scenario).")
+    method: MethodConfig = Field(
+        default_factory=MethodConfig,
+        description="Method of the incremental steps and its parameters (section method).",
+    )
+    train: TrainConfig = Field(
+        default_factory=TrainConfig, description="Optimisation and hardware (section train)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ExperimentConfig:

@@ -79,6 +79,11 @@ class ClassDef(BaseModel):
     def _color(cls, v: Any) -> RGB:
         return parse_color(v)
 
+    @field_validator("values", mode="before")
+    @classmethod
+    def _values(cls, v: Any) -> Any:
+        return _parse_colours(v)
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
@@ -92,7 +97,9 @@ class ClassSchema(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1] = Field(
+        default=1, description="Version of the schema format; 1 (the only one so far)."
+    )
     name: str = Field(default="classes", description="Name of the schema (dataset).")
     encoding: Literal["index", "rgb"] = Field(
         default="index", description="'index': one-band integer labels; 'rgb': 3-band colours."
@@ -110,18 +117,7 @@ class ClassSchema(BaseModel):
     @field_validator("ignore_values", mode="before")
     @classmethod
     def _ignore_values(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            return [parse_color(x) if isinstance(x, str) else x for x in v]
-        return v
-
-    @model_validator(mode="before")
-    @classmethod
-    def _parse_value_colours(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("classes"), list):
-            for c in data["classes"]:
-                if isinstance(c, dict) and isinstance(c.get("values"), list):
-                    c["values"] = [parse_color(x) if isinstance(x, str) else x for x in c["values"]]
-        return data
+        return _parse_colours(v)
 
     @model_validator(mode="after")
     def _check(self) -> ClassSchema:
@@ -363,6 +359,13 @@ class ClassSchema(BaseModel):
 
         text = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
         atomic_write_text(Path(path), text)
+
+
+def _parse_colours(values: Any) -> Any:
+    """Colours written as ``'#rrggbb'`` in a list of label values, as RGB tuples."""
+    if isinstance(values, list):
+        return [parse_color(x) if isinstance(x, str) else x for x in values]
+    return values
 
 
 def _pack(rgb: RGB) -> int:

@@ -134,3 +134,21 @@ def test_colors():
     for bad in ("#12345", [1, 2], [1, 2, 300], "red", [True, 0, 0]):
         with pytest.raises(ValueError):
             parse_color(bad)
+
+
+def test_validation_lists_every_problem_with_the_nearest_key():
+    data = ClassSchema.preset("isprs").to_dict()
+    data["classes"][0]["value"] = data["classes"][0].pop("values")
+    data["classes"][1]["values"] = ["#12345"]
+    data["classes"][2]["colour"] = "#00ffff"
+    data["ignore_value"] = data.pop("ignore_values")
+    with pytest.raises(ConfigError) as info:
+        ClassSchema.from_dict(data, source="classes.yaml")
+    assert str(info.value).splitlines() == [
+        "classes.yaml: 4 problems",
+        "classes.yaml: classes[0].value: unknown key; did you mean 'values'?",
+        "classes.yaml: classes[1].values: invalid colour '#12345'; expected '#rrggbb' or [r, g, b]",
+        "classes.yaml: classes[2].colour: unknown key; did you mean 'color'?",
+        "classes.yaml: ignore_value: unknown key; did you mean 'ignore_values'?",
+    ]
+    assert "more problem" not in str(info.value)
