@@ -93,6 +93,7 @@ def _request(opts: dict[str, Any]) -> Any:
         label_values=_label_values(opts["label_values"]),
         overwrite=opts["overwrite"],
         work_dir=opts["work_dir"],
+        full_labels=opts["full_labels"],
     )
 
 
@@ -126,6 +127,13 @@ _PATH = click.Path(path_type=Path)
 @click.option("--samples-per-epoch", type=int, help="Random windows per epoch [2000].")
 @click.option(
     "--label-values", metavar="V[,V]", help="Raw label value of each new class, in order [1,2,...]."
+)
+@click.option(
+    "--full-labels",
+    is_flag=True,
+    help="The label rasters hold every class (e.g. the original labels): --label-values "
+    "names the new classes' values and every other value counts as background (255 stays "
+    "ignored).",
 )
 @click.option(
     "--label-attribute",

@@ -34,15 +34,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from geociss.config.experiment import DataConfig, MethodConfig, TrainConfig
+from geociss.config.experiment import RUN_ONLY_TRAIN_KEYS, DataConfig, MethodConfig, TrainConfig
 from geociss.data.classes import IGNORE_INDEX, ClassSchema
 from geociss.data.records import Region
+from geociss.data.vector_labels import is_vector
 from geociss.engine.bundle import StepBundle, StepRecord
 from geociss.engine.new_classes import extend_schema, new_label_schema
 from geociss.engine.step import StepData, grow_student, prepare_step, training_device
 from geociss.errors import ConfigError, DataError, UnknownLabelValueError
 from geociss.evaluation.retention import Retention
 from geociss.evaluation.scores import Scores
+from geociss.interrupts import raise_if_interrupted
 from geociss.methods.base import IncrementalMethod, StepContext
 
 if TYPE_CHECKING:
@@ -68,6 +70,8 @@ class ExtendRequest:
         label_values: raw label value of each new class (default: 1, 2, ...).
         overwrite: replace ``out`` when it exists.
         work_dir: keep logs and checkpoints there (resumable); default: a temporary folder.
+        full_labels: the labels hold every class; ``label_values`` are the new classes and
+            every other value is background.
     """
 
     model: Path
@@ -80,6 +84,7 @@ class ExtendRequest:
     label_values: list[int] | None = None
     overwrite: bool = False
     work_dir: Path | None = None
+    full_labels: bool = False
 
 
 @dataclass
@@ -180,7 +185,12 @@ def _plan(req: ExtendRequest, progress: bool) -> _Plan:
         )
     learned = [c for c in bundle.channels if c is not None]
     schema, ids = extend_schema(bundle.schema, req.new_classes, req.colors, learned)
-    labels = new_label_schema(schema, ids, req.label_values)
+    if req.full_labels and is_vector(Path(req.data.labels)):
+        raise ConfigError(
+            f"--full-labels reads label rasters; {req.data.labels} is a polygon file (its class "
+            "attribute already names the new classes)"
+        )
+    labels = new_label_schema(schema, ids, req.label_values, req.full_labels)
     context = StepContext(len(bundle.steps), (*bundle.classes_per_step, len(ids)))
     method = method_cls.from_config(req.method.params, context)
     data, regions = _load_data(req, bundle, labels, progress)
@@ -193,10 +203,13 @@ def _digest(plan: _Plan) -> str:
     h = hashlib.sha256(req.model.read_bytes())
     payload = {
         "data": req.data.model_dump(mode="json", exclude={"num_workers"}),
-        "train": req.train.model_dump(mode="json", exclude={"accelerator", "devices"}),
+        "train": req.train.model_dump(
+            mode="json", exclude={"accelerator", "devices", *RUN_ONLY_TRAIN_KEYS}
+        ),
         "method": req.method.model_dump(mode="json"),
         "schema": plan.schema.to_dict(),
         "label_values": req.label_values,
+        "full_labels": req.full_labels,
     }
     h.update(json.dumps(payload, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
@@ -226,6 +239,7 @@ def _train(plan: _Plan, mean: list[float], std: list[float], progress: bool) -> 
         fit_step(
             module, dm, req.train, step_dir, req.train.epochs_for(step), _digest(plan), progress
         )
+    raise_if_interrupted()  # a SIGTERM in the fit's last batch: write no bundle
     return student.cpu().eval()
 
 
@@ -312,10 +326,21 @@ def extend_bundle(
 ) -> ExtendResult:
     """Add ``req.new_classes`` to the bundle ``req.model``; write the result to ``req.out``.
 
+    The output is locked (``<out>.lock``) while the run lasts.
+
     Raises:
         ConfigError: bad options (names, colours, label values, method).
         DataError: unreadable or inconsistent inputs, an existing output without ``overwrite``.
+        LockedError: another live process writes the same output.
     """
+    from geociss.locks import OutputLock
+
+    with OutputLock(req.out, "geociss extend", log=log):
+        return _extend(req, log, progress)
+
+
+def _extend(req: ExtendRequest, log: Callable[[str], None], progress: bool) -> ExtendResult:
+    """The body of :func:`extend_bundle`, under the output's lock."""
     from geociss.engine.assess import bundle_normalisation, new_vs_rest, warn_statistics
 
     plan = _plan(req, progress)

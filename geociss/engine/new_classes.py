@@ -87,18 +87,31 @@ def extend_schema(
 
 
 def new_label_schema(
-    extended: ClassSchema, ids: Sequence[int], label_values: Sequence[int] | None = None
+    extended: ClassSchema,
+    ids: Sequence[int],
+    label_values: Sequence[int] | None = None,
+    full_labels: bool = False,
 ) -> ClassSchema:
     """How new-class label rasters are read: 0 background, 1..K (or ``label_values``), 255 ignore.
 
-    Class k of this schema is the class ``ids[k - 1]`` of ``extended``.
+    Class k of this schema is the class ``ids[k - 1]`` of ``extended``. With ``full_labels``
+    the rasters label every class (e.g. the original label files): the ``label_values`` are
+    the new classes and every other value (0-65535 except 255) counts as background.
     """
+    if full_labels and not label_values:
+        raise ConfigError(
+            "--full-labels needs --label-values: the raw value of each new class in the labels"
+        )
     values = list(label_values) if label_values else list(range(1, len(ids) + 1))
     if len(values) != len(ids):
         raise ConfigError(f"--label-values gives {len(values)} value(s) for {len(ids)} classes")
-    if 0 in values or IGNORE_INDEX in values:
+    if IGNORE_INDEX in values or (0 in values and not full_labels):
         raise ConfigError("--label-values: 0 means background and 255 ignore in new-class labels")
-    classes = [{"id": 0, "name": "background", "color": "#000000", "values": [0]}]
+    rest = [0]
+    if full_labels:
+        taken = {*values, IGNORE_INDEX}
+        rest = [v for v in range(65536) if v not in taken]
+    classes = [{"id": 0, "name": "background", "color": "#000000", "values": rest}]
     for k, (cid, v) in enumerate(zip(ids, values, strict=True), start=1):
         c = extended.classes[cid]
         classes.append({"id": k, "name": c.name, "color": list(c.color), "values": [int(v)]})

@@ -278,3 +278,51 @@ def test_joint_cannot_extend(tmp_path):
     req.method = MethodConfig(name="joint")
     with pytest.raises(ConfigError, match="needs the old data"):
         extend_bundle(req, progress=False)
+
+
+def test_full_labels_keep_the_new_values_and_make_the_rest_background(tmp_path):
+    schema, ids = extend_schema(base_schema(), ["car", "pool"])
+    labels = new_label_schema(schema, ids, [7, 0], full_labels=True)
+    raw = np.array([[0, 1, 2, 7], [9, 255, 300, 0]], dtype=np.uint16)
+    # 7 = car (1), 0 = pool (2: with full labels 0 may be a class value), 255 ignored, rest 0
+    assert labels.encode(raw).tolist() == [[2, 0, 0, 1], [0, 255, 0, 2]]
+    with pytest.raises(ConfigError, match="--full-labels needs --label-values"):
+        new_label_schema(schema, ids, None, full_labels=True)
+    with pytest.raises(ConfigError, match="0 means background"):
+        new_label_schema(schema, ids, [7, 0])
+
+
+def test_full_label_rasters_train_an_extend_step(tmp_path):
+    # the original labels: 3 and 5 are old classes, 7 and 9 the new ones
+    root = new_class_tiles(tmp_path, n=2, values=(7, 9))
+    for path in (root / "labels").glob("*.tif"):
+        import rasterio
+
+        with rasterio.open(path, "r+") as dst:
+            label = dst.read(1)
+            label[30:40, :] = np.where(label[30:40, :] == 0, 3, label[30:40, :])
+            label[56:, :] = 5
+            dst.write(label, 1)
+    model = make_bundle(root / "base.safetensors")
+    req = request(root, model, root / "out.safetensors", label_values=[7, 9], lr=1e-9)
+    with pytest.raises(DataError, match="unknown label value"):
+        extend_bundle(req, log=lambda _: None, progress=False)
+    req.full_labels = True
+    result = extend_bundle(req, log=lambda _: None, progress=False)
+    cm = np.asarray(StepBundle.load(result.path).steps[1].metrics["confusion"])
+    assert cm.sum(1).tolist()[1:] == [256, 300]  # the 16x16 car and the 10x30 pool
+
+
+def test_full_labels_refuse_polygons(tmp_path):
+    root = new_class_tiles(tmp_path, n=2)
+    model = make_bundle(root / "base.safetensors")
+    req = request(
+        root,
+        model,
+        root / "o.safetensors",
+        labels=write_polygons(root / "n.gpkg"),
+        label_values=[1, 2],
+    )
+    req.full_labels = True
+    with pytest.raises(ConfigError, match="polygon file"):
+        extend_bundle(req, log=lambda _: None, progress=False)
