@@ -4,6 +4,8 @@ Run with the Python that has QGIS' bindings (Debian's ``python3-qgis``), not the
 
     QT_QPA_PLATFORM=offscreen /usr/bin/python3 docs/render_qgis.py OUTPUTS [--out PNG]
 
+(Debian's ``python3-qgis`` package: ``apt-get install python3-qgis``; QGIS's own Python.)
+
 OUTPUTS is a ``geociss predict --vector`` folder. The layers are loaded exactly as QGIS loads
 them for a user: ``<name>_classes.tif`` picks up its ``<name>_classes.qml`` sidecar and
 ``<name>.gpkg`` its embedded default style; nothing is styled here except the opacity of the class
@@ -181,7 +183,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("outputs", type=Path, help="a `geociss predict --vector` output folder")
     parser.add_argument("--scene", help="which <name> to render [the first one]")
     parser.add_argument("--image", type=Path, help="input image [from <name>.predict.json]")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "img/qgis-demo.png")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("qgis-render.png"),
+        help="PNG to write [qgis-render.png here; the README picture is docs/img/qgis-demo.png]",
+    )
     args = parser.parse_args(argv)
     app = QgsApplication([], False)
     app.setPrefixPath("/usr", True)

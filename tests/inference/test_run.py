@@ -178,3 +178,11 @@ def test_two_processes_match_one(tmp_path):
     other = write_tif(tmp_path / "in" / "small.tif", image(60, 70))
     sharded = _run(tmp_path / "two", [tall, other], model, confidence=True, devices=2)
     assert [r.status for r in sharded] == ["skipped", "written"]
+
+
+def test_the_run_record_names_the_input_by_absolute_path(tmp_path, monkeypatch):
+    write_tif(tmp_path / "in" / "a.tif", image(64, 64, seed=1))
+    monkeypatch.chdir(tmp_path)
+    predict_many(["in/a.tif"], loaded(conv_net()), PredictOptions(**OPTS), tmp_path / "out")
+    record = json.loads((tmp_path / "out" / "a.predict.json").read_text())
+    assert record["input"] == str((tmp_path / "in" / "a.tif").resolve())
