@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,11 @@ def _batch_size(_: click.Context, __: click.Parameter, value: str) -> int | str:
     if batch < 1:
         raise click.BadParameter(f"expected 'auto' or a positive integer, got {value!r}")
     return batch
+
+
+def _echo_warning(message: Warning | str, *_: Any, **__: Any) -> None:
+    """Show a warning as one ``warning: …`` line on stderr (no file name, no source line)."""
+    click.echo(f"warning: {message}", err=True)
 
 
 def render_summary(results: list[Any], console: Any) -> None:
@@ -116,7 +122,9 @@ def predict(inputs: tuple[str, ...], bundle: Path, out_dir: Path, tile: int, ove
         else:
             click.echo(f"{result.status}: {result.input} ({result.seconds:.1f} s)")
 
-    results = predict_many(inputs, model, opts, out_dir, on_result=progress)
+    with warnings.catch_warnings():
+        warnings.showwarning = _echo_warning  # one line each, e.g. a damaged partial discarded
+        results = predict_many(inputs, model, opts, out_dir, on_result=progress)
     render_summary(results, console)
     failed = sum(r.status == "failed" for r in results)
     if failed:

@@ -66,10 +66,15 @@ class BandStats:
 
     @property
     def std(self) -> tuple[float, ...]:
-        """Per-band standard deviation (population), floored at 1e-6."""
+        """Per-band standard deviation (population), floored at 1e-6.
+
+        Infinite values in the data give NaN or infinity here (without a numpy warning); the
+        callers refuse such statistics (:func:`geociss.integrity.check_normalization`).
+        """
         m = np.asarray(self.mean)
-        var = np.asarray(self.sumsq) / max(self.count, 1) - m * m
-        return tuple(np.sqrt(np.maximum(var, 1e-12)).tolist())
+        with np.errstate(invalid="ignore", over="ignore"):
+            var = np.asarray(self.sumsq) / max(self.count, 1) - m * m
+            return tuple(np.sqrt(np.maximum(var, 1e-12)).tolist())
 
 
 @dataclass(frozen=True)

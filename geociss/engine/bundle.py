@@ -13,6 +13,12 @@ Layout of the file:
 Loading reads the file with ``safetensors.safe_open``: nothing is ever unpickled. Tensors that
 share storage (tied or aliased weights) are cloned on save, since safetensors refuses shared
 storage; non-contiguous tensors (channels_last weights) are saved contiguous.
+
+Integrity: the metadata holds ``tensors_sha256``, the SHA-256 of every tensor (names, dtypes,
+shapes, bytes; :func:`geociss.integrity.tensor_checksum`), verified on load, so a damaged file is
+refused with :class:`DamagedBundleError` instead of being used. Bundles written before the
+checksum existed have none and load as before. The normalisation statistics are checked on load
+as well (one per band, finite, standard deviations above zero).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from geociss import __version__
 from geociss.config.validation import describe_validation_error
 from geociss.data.classes import ClassSchema
 from geociss.errors import DataError, GeocissError, state_dict_mismatch
+from geociss.integrity import check_normalization, tensor_checksum
 from geociss.io import atomic_path
 from geociss.models.config import ModelConfig
 
@@ -41,6 +48,16 @@ FORMAT_VERSION = 1
 
 META_KEY = "geociss"
 EXTRA_PREFIX = "extra."
+CHECKSUM_KEY = "tensors_sha256"
+"""Metadata entry holding the SHA-256 of the bundle's tensors (absent in older bundles)."""
+
+
+class DamagedBundleError(DataError):
+    """A bundle file is damaged: unreadable, truncated, or its weights fail their checksum.
+
+    Distinguished from other :class:`DataError` s (a bundle of a newer format, of another
+    model) so that a cache can discard a damaged copy and rebuild it.
+    """
 
 
 @dataclass
@@ -108,6 +125,8 @@ class StepBundle:
         geociss_version: version that wrote the bundle.
         format_version: bundle layout version.
         source: the file the bundle was loaded from (not stored).
+        tensors_sha256: the verified checksum of the tensors of the file the bundle was loaded
+            from, or None (not loaded from a file, or an older file without a checksum).
     """
 
     model_config: ModelConfig
@@ -125,6 +144,7 @@ class StepBundle:
     geociss_version: str = __version__
     format_version: int = FORMAT_VERSION
     source: Path | None = field(default=None, compare=False)
+    tensors_sha256: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.steps:
@@ -242,10 +262,12 @@ class StepBundle:
 
         tensors = dict(self.state_dict)
         tensors.update({EXTRA_PREFIX + k: v for k, v in self.extra_tensors.items()})
-        meta = {META_KEY: json.dumps(self.metadata()), "format": "pt"}
+        stored = _storable(tensors)
+        payload = {**self.metadata(), CHECKSUM_KEY: tensor_checksum(stored)}
+        meta = {META_KEY: json.dumps(payload), "format": "pt"}
         path = Path(path)
         with atomic_path(path) as tmp:
-            save_file(_storable(tensors), str(tmp), metadata=meta)
+            save_file(stored, str(tmp), metadata=meta)
         return path
 
     @classmethod
@@ -253,8 +275,10 @@ class StepBundle:
         """Read a bundle written by :meth:`save`.
 
         Raises:
-            DataError: the file is missing, not a safetensors file, not a geociss bundle, of a
-                newer format, or inconsistent.
+            DamagedBundleError: the file is not a readable safetensors file, its metadata is
+                corrupt, or its tensors do not match their checksum.
+            DataError: the file is missing, not a geociss bundle, of a newer format, or
+                inconsistent (normalisation statistics included).
         """
         from safetensors import SafetensorError, safe_open
 
@@ -271,17 +295,31 @@ class StepBundle:
                 tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (no iterator)
         except (SafetensorError, OSError, ValueError) as err:
             detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-            raise DataError(path, f"not a readable safetensors file ({detail})") from None
+            raise DamagedBundleError(path, f"not a readable safetensors file ({detail})") from None
         try:
             meta = json.loads(raw)
         except json.JSONDecodeError as err:
-            raise DataError(path, f"corrupt bundle metadata: {err}") from None
-        return cls._from_parts(path, meta, tensors)
+            raise DamagedBundleError(path, f"corrupt bundle metadata: {err}") from None
+        bundle = cls._from_parts(path, meta, tensors)
+        expected = meta.get(CHECKSUM_KEY)
+        if expected is not None and tensor_checksum(tensors) != expected:
+            raise DamagedBundleError(
+                path, "the weights do not match their checksum: the file is damaged"
+            )
+        bundle.tensors_sha256 = expected
+        check_normalization(
+            bundle.mean,
+            bundle.std,
+            bundle.model_config.in_channels,
+            path,
+            "the bundle cannot normalise its input",
+        )
+        return bundle
 
     @classmethod
     def _from_parts(cls, path: Path, meta: Any, tensors: dict[str, torch.Tensor]) -> StepBundle:
         if not isinstance(meta, dict):
-            raise DataError(path, "corrupt bundle metadata: expected a JSON object")
+            raise DamagedBundleError(path, "corrupt bundle metadata: expected a JSON object")
         version = meta.get("format_version")
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise DataError(
@@ -318,9 +356,11 @@ class StepBundle:
         except GeocissError as err:
             raise DataError(path, str(err)) from None
         except KeyError as err:
-            raise DataError(path, f"corrupt bundle metadata: missing {err.args[0]!r}") from None
+            raise DamagedBundleError(
+                path, f"corrupt bundle metadata: missing {err.args[0]!r}"
+            ) from None
         except (TypeError, ValueError, AttributeError) as err:
-            raise DataError(path, f"corrupt bundle metadata: {err}") from None
+            raise DamagedBundleError(path, f"corrupt bundle metadata: {err}") from None
 
 
 def _floats(values: Any) -> list[float] | None:

@@ -20,6 +20,7 @@ from geociss.data.records import BandStats, Region, TileRecord
 from geociss.data.samplers import RandomWindowSampler
 from geociss.data.scenarios import Scenario
 from geociss.errors import DataError
+from geociss.integrity import check_normalization
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 """ImageNet per-channel mean of RGB in [0, 1] (torchvision's and timm's)."""
@@ -45,6 +46,30 @@ def imagenet_scaling(
     scaled_mean = [255.0 * m for m in IMAGENET_MEAN] + list(mean[3:])
     scaled_std = [255.0 * s for s in IMAGENET_STD] + list(std[3:])
     return scaled_mean, scaled_std
+
+
+def _tile_names(catalog: Catalog, indexes: Sequence[int], shown: int = 5) -> str:
+    names = [catalog.tiles[i].image.name for i in indexes]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def training_band_stats(catalog: Catalog, indexes: Sequence[int]) -> BandStats:
+    """Band statistics over the valid pixels of the training tiles ``indexes`` of ``catalog``.
+
+    Raises:
+        DataError: no training tile holds a valid pixel (all nodata, NaN or masked); the
+            message names the folder and the tiles.
+    """
+    try:
+        return BandStats.merge([catalog.tiles[i].stats for i in indexes])
+    except ValueError:
+        raise DataError(
+            catalog.images_dir,
+            f"no valid pixels in the training tile(s) {_tile_names(catalog, indexes)} (all "
+            "nodata, NaN or masked): the band statistics that normalise the input cannot be "
+            "computed",
+        ) from None
 
 
 def holdout(stem: str, fraction: float) -> bool:
@@ -108,10 +133,17 @@ class ExperimentData:
             val_tiles = [t for t, h in zip(train.tiles, held, strict=True) if h] or list(
                 train.tiles
             )
-        stats = BandStats.merge([train.tiles[i].stats for i in train_idx])
+        stats = training_band_stats(train, train_idx)
         mean, std = list(stats.mean), list(stats.std)
         if cfg.normalization == "imagenet":
             mean, std = imagenet_scaling(train, mean, std)
+        check_normalization(
+            mean,
+            std,
+            len(mean),
+            train.images_dir,
+            f"computed from the training tile(s) {_tile_names(train, train_idx)}",
+        )
         return cls(schema, train, train_idx, val_tiles, mean, std)
 
     def regions(self) -> list[Region]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ from geociss.config.experiment import ExperimentConfig
 from geociss.data.classes import ClassSchema
 from geociss.data.scenarios import Scenario
 from geociss.engine.bundle import StepBundle, StepRecord
+from geociss.engine.bundle_files import copy_atomic, load_or_discard
 from geociss.engine.data import ExperimentData
 from geociss.engine.evaluate import evaluate_tiles
 from geociss.engine.reports import write_history, write_step_reports
@@ -169,23 +169,19 @@ class ScenarioRunner:
     def run_step(self, step: int, digest: str) -> StepBundle:
         """Train (or reuse) one step and return its bundle."""
         path = self.step_dir(step) / BUNDLE
-        if path.is_file():
-            bundle = StepBundle.load(path)
-            if bundle.steps[-1].info.get("config_hash") == digest:
-                self.log(f"step {step}: up to date, skipped ({path})")
-                return bundle
+        bundle = load_or_discard(path, self.log) if path.is_file() else None
+        if bundle is not None and bundle.steps[-1].info.get("config_hash") == digest:
+            self.log(f"step {step}: up to date, skipped ({path})")
+            return bundle
         cache = self.config.out / ".step0" / digest / BUNDLE
-        if step == 0 and cache.is_file():
+        if step == 0 and cache.is_file() and load_or_discard(cache, self.log) is not None:
             self.log(f"step 0: reusing the shared step-0 model {cache}")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(cache, path)
-            bundle = StepBundle.load(path)
+            bundle = StepBundle.load(copy_atomic(cache, path))  # atomic: never a truncated copy
             write_step_reports(self.step_dir(step), step, self.scores_of(bundle, step))
             return bundle
         bundle = self.train_step(step, digest)
         if step == 0:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, cache)
+            copy_atomic(path, cache)
         return bundle
 
     def _device(self) -> str:

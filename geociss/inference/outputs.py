@@ -8,7 +8,10 @@ The prediction engine streams row bands into a tiled GTiff opened with :func:`cl
 2. ``rasterio.shutil.copy(driver='COG')`` streams it into a COG with internal overviews. A COG is
    never opened in ``'w'`` mode: that buffers the whole raster in memory;
 3. the sidecars (``<stem>.qml``, ``<file>.aux.xml``) and the COG appear atomically, the sidecars
-   first, so an existing output file means a complete output; the partial is then removed.
+   first, so an existing output file means a complete output; the partial is then removed,
+   unless ``keep_partial`` asks to keep it (``predict`` removes the partials of an input only
+   when all its outputs are published, so that a kill between two outputs resumes without
+   recomputing a tile).
 
 Encoding of every raster here: uint8, nodata 255. Class rasters hold the class value (the model
 channel); probability rasters hold ``round(p * 254)`` with scale 1/254 and offset 0, so GIS
@@ -27,6 +30,7 @@ import numpy as np
 from geociss import __version__
 from geociss.data.classes import IGNORE_INDEX
 from geociss.errors import DataError, error_detail
+from geociss.faults import fault_point
 from geociss.inference.qml import ClassStyle, paletted_qml, pseudocolor_qml
 from geociss.io import atomic_path, atomic_write_text
 
@@ -131,7 +135,9 @@ def category_names_xml(style: ClassStyle, description: str = CLASS_DESCRIPTION) 
     return ET.tostring(root, encoding="unicode") + "\n"
 
 
-def finalize_classes(partial: Path, out_tif: Path, style: ClassStyle) -> None:
+def finalize_classes(
+    partial: Path, out_tif: Path, style: ClassStyle, *, keep_partial: bool = False
+) -> None:
     """Style the streamed class GTiff and publish it as COG + ``.qml`` + ``.aux.xml``.
 
     Writes the colour table (classes opaque, 255 transparent), the band description
@@ -142,6 +148,7 @@ def finalize_classes(partial: Path, out_tif: Path, style: ClassStyle) -> None:
         partial: the streamed single-band uint8 GTiff; removed on success.
         out_tif: the COG to write (``<name>_classes.tif``).
         style: names and colours of the class values.
+        keep_partial: keep ``partial`` (styled) after publishing.
 
     Raises:
         DataError: the partial is missing, unreadable, or not a single uint8 band.
@@ -159,14 +166,16 @@ def finalize_classes(partial: Path, out_tif: Path, style: ClassStyle) -> None:
             qml_path(out_tif): paletted_qml(style),
             Path(f"{out_tif}.aux.xml"): category_names_xml(style),
         },
+        keep_partial=keep_partial,
     )
 
 
-def finalize_confidence(partial: Path, out_tif: Path) -> None:
+def finalize_confidence(partial: Path, out_tif: Path, *, keep_partial: bool = False) -> None:
     """Publish the streamed confidence GTiff (max softmax probability) as COG + ``.qml``.
 
     Sets scale 1/254, offset 0, nodata 255, the description "max softmax probability" and the
     ``UNITS=probability`` tag; overviews are averages; the ``.qml`` is a 0-1 pseudocolour ramp.
+    The partial is removed on success unless ``keep_partial``.
 
     Raises:
         DataError: the partial is missing, unreadable, or not a single uint8 band.
@@ -177,16 +186,22 @@ def finalize_confidence(partial: Path, out_tif: Path) -> None:
         dst.update_tags(1, UNITS="probability")
         dst.update_tags(SOFTWARE=SOFTWARE)
     out_tif = Path(out_tif)
-    _publish(partial, out_tif, "AVERAGE", sidecars={qml_path(out_tif): pseudocolor_qml()})
+    _publish(
+        partial, out_tif, "AVERAGE", sidecars={qml_path(out_tif): pseudocolor_qml()},
+        keep_partial=keep_partial,
+    )
 
 
-def finalize_probabilities(partial: Path, out_tif: Path, style: ClassStyle) -> None:
+def finalize_probabilities(
+    partial: Path, out_tif: Path, style: ClassStyle, *, keep_partial: bool = False
+) -> None:
     """Publish the streamed per-class probability GTiff (one band per class) as COG + ``.qml``.
 
     Band n+1 holds the probability of class value n in the uint8 encoding (scale 1/254, nodata
     255); its description is the class name. The ``.qml`` shows band 1 as a 0-1 ramp (QGIS would
     otherwise compose the first three probabilities as RGB). The COG is band-interleaved where
-    GDAL's COG driver supports it (GDAL ≥ 3.11), pixel-interleaved otherwise.
+    GDAL's COG driver supports it (GDAL ≥ 3.11), pixel-interleaved otherwise. The partial is
+    removed on success unless ``keep_partial``.
 
     Raises:
         DataError: the partial is missing or unreadable, or its band count differs from the
@@ -201,7 +216,7 @@ def finalize_probabilities(partial: Path, out_tif: Path, style: ClassStyle) -> N
     out_tif = Path(out_tif)
     _publish(
         partial, out_tif, "AVERAGE", sidecars={qml_path(out_tif): pseudocolor_qml()},
-        **_band_interleave(),
+        keep_partial=keep_partial, **_band_interleave(),
     )
 
 
@@ -242,7 +257,8 @@ def _band_interleave() -> dict[str, str]:
 
 
 def _publish(
-    partial: Path, out_tif: Path, resampling: str, sidecars: dict[Path, str], **options: str
+    partial: Path, out_tif: Path, resampling: str, sidecars: dict[Path, str],
+    keep_partial: bool = False, **options: str,
 ) -> None:
     """COG-copy ``partial`` to ``out_tif`` atomically, sidecars first; remove the partial."""
     from rasterio.errors import RasterioError
@@ -258,7 +274,14 @@ def _publish(
         except RasterioError as err:
             detail = error_detail(err)
             raise DataError(partial, f"could not write the COG {out_tif.name}: {detail}") from None
+        fault_point(f"predict:copied:{_kind(out_tif)}")
         for path, text in sidecars.items():
             atomic_write_text(path, text)
-    for leftover in (Path(partial), Path(f"{partial}.aux.xml")):
-        leftover.unlink(missing_ok=True)
+    if not keep_partial:
+        for leftover in (Path(partial), Path(f"{partial}.aux.xml")):
+            leftover.unlink(missing_ok=True)
+
+
+def _kind(out_tif: Path) -> str:
+    """``classes``, ``confidence`` or ``probabilities``: the word after the last ``_``."""
+    return Path(out_tif).stem.rsplit("_", 1)[-1]

@@ -12,6 +12,11 @@ and closed again each time: when the sidecar says a row is done, it is on disk. 
 same hash continues each part from its recorded row; any other hash starts afresh. When all
 outputs are finalised the sidecar records ``"state": "done"`` and the output names, and a later
 run with the same hash skips the input.
+
+Before resuming, every block of the partials is read back: a partial that cannot be read (a full
+disk or a crash during a write left it truncated or damaged) is discarded with a
+:class:`DamagedPartialWarning`, and all of the input's tiles are computed again, instead of every
+resume failing on the same GDAL read error.
 """
 
 from __future__ import annotations
@@ -30,10 +35,30 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window as RioWindow
 
+from geociss.errors import error_detail
 from geociss.inference.stream import Part
 from geociss.io import atomic_write_text
 
 SIDECAR_FORMAT = 1
+
+
+class DamagedPartialWarning(UserWarning):
+    """A partial output could not be read back: it is discarded and its tiles computed again."""
+
+
+def unreadable(path: Path) -> str | None:
+    """Why the GTiff at ``path`` cannot be read back completely, or None when every block reads.
+
+    Blocks never written (sparse) read as nodata without touching the disk, so this costs about
+    one decompression of what was streamed so far.
+    """
+    try:
+        with _quiet(), rasterio.open(path) as src:
+            for _, window in src.block_windows(1):
+                src.read(window=window)
+    except Exception as err:  # GDAL raises many types for a damaged file
+        return error_detail(err)
+    return None
 
 
 def run_hash(parts: dict[str, Any]) -> str:
@@ -120,6 +145,8 @@ class PartialSet:
             and data is not None and data.get("state") == "running"
             and all(p.is_file() for p in paths.values())
         )
+        if resumable:
+            resumable = _intact(paths)
         if resumable and saved is not None:
             progress = {k: int(saved[k]) for k in keys}
         else:
@@ -156,6 +183,20 @@ class PartialSet:
             path.unlink(missing_ok=True)
             Path(f"{path}.aux.xml").unlink(missing_ok=True)
         self.sidecar.unlink(missing_ok=True)
+
+
+def _intact(paths: dict[str, Path]) -> bool:
+    """True when every partial reads back; else warn (one line naming the file) and say False."""
+    for path in paths.values():
+        problem = unreadable(path)
+        if problem is not None:
+            warnings.warn(
+                f"{path}: cannot be read ({problem}); discarded, its tiles are computed again",
+                DamagedPartialWarning,
+                stacklevel=3,
+            )
+            return False
+    return True
 
 
 class PartWriter:

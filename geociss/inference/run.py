@@ -28,6 +28,7 @@ from rasterio.errors import RasterioError
 
 from geociss import __version__
 from geociss.errors import GeocissError, error_detail
+from geociss.faults import fault_point
 from geociss.inference.grid import TileGrid
 from geociss.inference.model import LoadedModel, PredictOptions
 from geociss.inference.outputs import (
@@ -169,13 +170,22 @@ def compute(
 
 
 def publish(job: Job, model: LoadedModel, opts: PredictOptions) -> list[Path]:
-    """Finalise the streamed partials into the published outputs; record the run as done."""
+    """Finalise the streamed partials into the published outputs; record the run as done.
+
+    Hidden temporaries of an earlier, killed publish of the same outputs are removed first. The
+    partials stay until every output is published and the run recorded as done, so a kill
+    between two outputs resumes by publishing again, without computing a tile.
+    """
     partials, outs = job.outs.partials(), job.outs
-    finalize_classes(partials["classes"], outs.classes, model.style)
+    outs.discard_stale()
+    finalize_classes(partials["classes"], outs.classes, model.style, keep_partial=True)
+    fault_point("predict:published:classes")
     if outs.confidence is not None:
-        finalize_confidence(partials["confidence"], outs.confidence)
+        finalize_confidence(partials["confidence"], outs.confidence, keep_partial=True)
     if outs.probabilities is not None:
-        finalize_probabilities(partials["probabilities"], outs.probabilities, model.style)
+        finalize_probabilities(
+            partials["probabilities"], outs.probabilities, model.style, keep_partial=True
+        )
     if outs.gpkg is not None:
         from geociss.inference.vectors import write_polygons
 
@@ -184,6 +194,7 @@ def publish(job: Job, model: LoadedModel, opts: PredictOptions) -> list[Path]:
     mark_done(outs.sidecar, job.digest, files, {
         "input": str(job.source.path), "model": model.name, "settings": opts.describe(),
     })
+    outs.remove_partials()
     return files
 
 
