@@ -126,6 +126,11 @@ class DataConfig(BaseModel):
         return self
 
 
+RUN_ONLY_TRAIN_KEYS = ("checkpoint_every_n_steps", "progress_every_n_steps", "deterministic")
+"""``train`` keys that change how a step runs, not what it learns: they are left out of the
+step hashes, so that changing them resumes a run instead of restarting it."""
+
+
 class TrainConfig(BaseModel):
     """Optimisation and hardware settings (the papers' values: configs/train/paper.yaml)."""
 
@@ -178,6 +183,26 @@ class TrainConfig(BaseModel):
         "ILT's 100 · KD + 100 · MSE or PLOP's POD on features trained from scratch can blow up.",
     )
     channels_last: bool = Field(default=True, description="Use channels_last memory format.")
+    checkpoint_every_n_steps: int = Field(
+        default=200,
+        ge=0,
+        description="Training steps between two resume checkpoints (checkpoints/last.ckpt of "
+        "the step) within an epoch; one is also written at every epoch end. A killed train, or "
+        "extend with --work-dir, resumes from the last one. 0: at epoch ends only.",
+    )
+    progress_every_n_steps: int = Field(
+        default=50,
+        ge=0,
+        description="When standard output is not a terminal (a log file, a pipe), a progress "
+        "line every this many training steps within an epoch, besides the one at every epoch "
+        "end. 0: at epoch ends only.",
+    )
+    deterministic: bool = Field(
+        default=False,
+        description="Deterministic algorithms only (Lightning's Trainer(deterministic=True)). On "
+        "CPU training repeats bit for bit without it; on GPU a run, and a resumed run, can "
+        "repeat only with it, and it is slower (see docs/reliability.md).",
+    )
     augment: dict[str, Any] = Field(
         default_factory=dict, description="Augmentation options (flip, rot90, scale, gain, offset)."
     )

@@ -212,10 +212,13 @@ class StepDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world,
         )
-        return DataLoader(
+        from geociss.engine.resume import resumable_loader  # resumes mid-epoch
+
+        return resumable_loader(
             WindowDataset(self.tiles, self.schema, bands=self.cfg.bands),
+            sampler,  # type: ignore[arg-type]
+            self.seed,
             batch_size=self.cfg.batch_size,
-            sampler=sampler,  # type: ignore[arg-type]
             collate_fn=Collate(self.lut),
             num_workers=self.cfg.num_workers,
             persistent_workers=self.cfg.num_workers > 0,

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from geociss.config.experiment import ExperimentConfig
+from geociss.config.experiment import RUN_ONLY_TRAIN_KEYS, ExperimentConfig
 from geociss.data.classes import ClassSchema
 from geociss.data.scenarios import Scenario
 from geociss.engine.bundle import StepBundle, StepRecord
@@ -98,7 +98,7 @@ class ScenarioRunner:
 
     def _base_payload(self) -> dict[str, Any]:
         cfg = self.config.model_dump(mode="json", exclude={"name": True, "out": True})
-        for key in HARDWARE_KEYS:
+        for key in (*HARDWARE_KEYS, *RUN_ONLY_TRAIN_KEYS):
             cfg["train"].pop(key, None)
         cfg["data"].pop("num_workers", None)
         return cfg

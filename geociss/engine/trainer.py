@@ -1,12 +1,15 @@
 """Build the Lightning ``Trainer`` of a step and run the method's pre-pass.
 
 Hardware settings come from the config (``accelerator``, ``devices``, ``num_nodes``,
-``precision``); DDP is Lightning's. Checkpoints (``last.ckpt``) exist to resume an interrupted
-step only; the product of a step is its bundle.
+``precision``); DDP is Lightning's. Checkpoints (``last.ckpt``, written at every epoch end and
+every ``train.checkpoint_every_n_steps`` steps) exist to resume an interrupted step only, within
+the epoch where it stopped (:mod:`geociss.engine.resume`); the product of a step is its bundle.
+Progress is a bar on a terminal and plain lines in a log file (:mod:`geociss.engine.progress`).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,16 +54,31 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
+def _progress_callbacks(train: TrainConfig, progress: bool) -> tuple[list[Any], bool]:
+    """A bar on a terminal, lines otherwise (:mod:`geociss.engine.progress`); nothing if off."""
+    from geociss.engine.progress import EpochBar, ProgressLines
+
+    if not progress:
+        return [], False
+    if sys.stdout.isatty():
+        return [EpochBar()], True
+    return [ProgressLines(train.progress_every_n_steps)], False
+
+
 def build_trainer(
     train: TrainConfig, step_dir: Path, epochs: int, progress: bool = True, batches: int = 10
 ) -> L.Trainer:
     """A Lightning trainer writing logs and ``checkpoints/last.ckpt`` under ``step_dir``.
 
+    The checkpoint is written atomically at every epoch end and every
+    ``train.checkpoint_every_n_steps`` steps (:mod:`geociss.engine.resume`). ``progress``: a
+    progress bar when standard output is a terminal, progress lines when it is not.
     ``batches`` (per epoch) caps the logging interval so that short CPU runs log too.
     """
     quiet_lightning()
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
+
+    from geociss.engine.resume import LAST, AtomicCheckpointIO, StepCheckpoint
 
     loggers: list[Any] = [CSVLogger(step_dir, name="logs", version="")]
     try:
@@ -69,13 +87,12 @@ def build_trainer(
         loggers.append(TensorBoardLogger(step_dir, name="tensorboard", version=""))
     except (ImportError, ModuleNotFoundError):  # tensorboard is optional at run time
         pass
-    checkpoint = ModelCheckpoint(
-        dirpath=step_dir / "checkpoints",
-        filename="epoch{epoch}",
-        save_last=True,
-        save_top_k=0,
-        auto_insert_metric_name=False,
+    checkpoint = StepCheckpoint(
+        step_dir / "checkpoints" / LAST,
+        train.checkpoint_every_n_steps,
+        note=_stdout_line,
     )
+    shown, bar = _progress_callbacks(train, progress)
     devices: Any = train.devices
     strategy: Any = "auto"
     if (devices != "auto" and int(devices) > 1) or train.num_nodes > 1:
@@ -93,14 +110,20 @@ def build_trainer(
         gradient_clip_algorithm="norm",
         default_root_dir=step_dir,
         logger=loggers,
-        callbacks=[checkpoint],
+        callbacks=[*shown, checkpoint],
+        plugins=[AtomicCheckpointIO()],
+        deterministic=True if train.deterministic else None,
         use_distributed_sampler=False,
         enable_model_summary=False,
-        enable_progress_bar=progress,
+        enable_progress_bar=bar,
         log_every_n_steps=max(1, min(10, batches)),
         num_sanity_val_steps=0,
         limit_val_batches=0,
     )
+
+
+def _stdout_line(text: str) -> None:
+    print(text, file=sys.stdout, flush=True)
 
 
 def fit_step(
@@ -114,23 +137,34 @@ def fit_step(
 ) -> L.Trainer:
     """Fit one step, resuming from ``step_dir/checkpoints/last.ckpt`` when its hash matches.
 
-    Checkpoints of another configuration (``checkpoints/config_hash`` differs) are discarded.
+    Checkpoints of another configuration (``checkpoints/config_hash`` differs) are discarded,
+    and so are temporary files of a checkpoint write that a kill interrupted. The checkpoint is
+    read with ``weights_only=True`` (tensors and plain values only, no pickled code).
     Returns the trainer (``trainer.is_global_zero`` tells which process writes outputs).
     """
     import shutil
+
+    from geociss.engine.resume import LAST
 
     cfg = getattr(datamodule, "cfg", None)
     batches = max(1, cfg.samples_per_epoch // max(1, cfg.batch_size)) if cfg is not None else 10
     trainer = build_trainer(train, step_dir, epochs, progress, batches)
     ckpt_dir = step_dir / "checkpoints"
-    ckpt, marker = ckpt_dir / "last.ckpt", ckpt_dir / "config_hash"
+    ckpt, marker = ckpt_dir / LAST, ckpt_dir / "config_hash"
     resume = ckpt.is_file() and marker.is_file() and marker.read_text().strip() == digest
     if trainer.is_global_zero:
         if not resume and ckpt_dir.exists():
             shutil.rmtree(ckpt_dir)
         ckpt_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ckpt_dir.glob(f".{LAST}.*.part"):
+            stale.unlink(missing_ok=True)
         marker.write_text(digest)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if resume else None)
+    trainer.fit(
+        module,
+        datamodule=datamodule,
+        ckpt_path=str(ckpt) if resume else None,
+        weights_only=True,
+    )
     return trainer
 
 

@@ -137,25 +137,47 @@ def test_step0_shared_between_methods_and_joint_is_single_step(data_root):
     assert any("reusing the shared step-0" in m for m in logs)
 
 
-def test_interrupted_step_resumes_from_checkpoint(data_root, monkeypatch):
-    import geociss.engine.trainer as trainer_mod
+class _Stop(Exception):
+    """Raised by the fault point to interrupt a fit in this process."""
 
-    cfg = config(data_root, epochs=2).model_copy(update={"name": "resume"})
-    seen = []
-    real_fit = trainer_mod.L.Trainer.fit
 
-    def fit(self, module, datamodule=None, ckpt_path=None, **kw):
-        seen.append(ckpt_path)
-        return real_fit(self, module, datamodule=datamodule, ckpt_path=ckpt_path, **kw)
+def _interrupt_at(monkeypatch, step: int | None, seen: list[str]) -> None:
+    """Record the fault points a fit passes; raise :class:`_Stop` at ``train:step:<step>``."""
+    import geociss.engine.resume as resume
 
-    monkeypatch.setattr(trainer_mod.L.Trainer, "fit", fit)
-    runner = ScenarioRunner(cfg, log=lambda _: None, progress=False)
-    digest = runner.step_hash(0, None)
-    # simulate an interrupted step 0: a checkpoint with the right hash and no bundle
-    runner.run()
-    step_dir = cfg.run_dir / "step0"
-    (step_dir / "bundle.safetensors").unlink()
-    (cfg.out / ".step0" / digest / "bundle.safetensors").unlink()
-    seen.clear()
-    ScenarioRunner(cfg, log=lambda _: None, progress=False).run()
-    assert seen[0] is not None and seen[0].endswith("last.ckpt")
+    def point(name: str) -> None:
+        seen.append(name)
+        if name == f"train:step:{step}":
+            raise _Stop
+
+    monkeypatch.setattr(resume, "fault_point", point)
+
+
+def test_an_interrupted_step_resumes_only_with_its_own_configuration(data_root, monkeypatch):
+    """Resume after training step 3 of 4; a changed setting that matters restarts the step.
+
+    (The kill of a real process, with bit-identical weights at the end, is in
+    tests/reliability/test_resume_training.py.)
+    """
+    for name, seed, change, resumes in (
+        ("resume", 1, {"checkpoint_every_n_steps": 5, "progress_every_n_steps": 7}, True),
+        ("restart", 2, {"lr": 0.02}, False),
+    ):  # own seeds: no step 0 of another test in the shared step-0 cache
+        run = config(
+            data_root, epochs=2, epochs_incremental=1, checkpoint_every_n_steps=1, seed=seed
+        ).model_copy(update={"name": name})
+        seen: list[str] = []
+        _interrupt_at(monkeypatch, 3, seen)  # 2 epochs of 2 batches: stopped in epoch 2
+        with pytest.raises(_Stop):
+            ScenarioRunner(run, log=lambda _: None, progress=False).run()
+        step0 = run.run_dir / "step0"
+        assert (step0 / "checkpoints" / "last.ckpt").is_file()
+        assert not (step0 / "bundle.safetensors").exists()
+        again = run.model_copy(update={"train": run.train.model_copy(update=change)})
+        seen.clear()
+        _interrupt_at(monkeypatch, None, seen)
+        ScenarioRunner(again, log=lambda _: None, progress=False).run()
+        trained = seen[: seen.index("train:step:4") + 1]  # step 0's training steps
+        expected = ["train:step:4"] if resumes else [f"train:step:{i}" for i in range(1, 5)]
+        assert trained == expected
+        assert StepBundle.load(step0 / "bundle.safetensors").steps[-1].info["train_steps"] == 4
