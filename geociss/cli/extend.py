@@ -166,9 +166,14 @@ _PATH = click.Path(path_type=Path)
 @click.option(
     "--work-dir",
     type=_PATH,
-    help="Keep logs and checkpoints here (an interrupted run resumes) [temporary].",
+    help="Keep logs and checkpoints here: run the same command again after an interruption "
+    "and it continues inside the interrupted epoch [a temporary folder: no resume].",
 )
-@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option(
+    "--no-progress",
+    is_flag=True,
+    help="Hide the progress bar (on a terminal) or the progress lines (in a log file).",
+)
 def extend(**opts: Any) -> None:
     """Add new classes to a trained model without its old training data.
 

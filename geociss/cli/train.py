@@ -16,13 +16,20 @@ import click
     metavar="KEY=VALUE",
     help="Override a config value, e.g. --set train.epochs=3 (repeatable).",
 )
-@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option(
+    "--no-progress",
+    is_flag=True,
+    help="Hide the progress bar (on a terminal) or the progress lines (in a log file).",
+)
 def train(config: Path, overrides: tuple[str, ...], no_progress: bool) -> None:
     """Train steps 0..T of the scenario in CONFIG (YAML), evaluating after each step.
 
     Writes a run folder (<out>/<name>/) with one bundle, checkpoints, logs, metrics and plots
     per step, and the history of old/new/all mIoU. Run it again to resume: completed steps
-    whose configuration has not changed are skipped, an interrupted step resumes.
+    whose configuration has not changed are skipped, and an interrupted step continues from its
+    last checkpoint (written at every epoch end and every train.checkpoint_every_n_steps
+    steps), inside the interrupted epoch. When standard output is not a terminal, progress is
+    one line per epoch (and every train.progress_every_n_steps steps) instead of a bar.
     """
     from rich.console import Console
 

@@ -126,7 +126,7 @@ class DataConfig(BaseModel):
         return self
 
 
-RUN_ONLY_TRAIN_KEYS = ("checkpoint_every_n_steps", "progress_every_n_steps", "deterministic")
+RUN_ONLY_TRAIN_KEYS = ("checkpoint_every_n_steps", "progress_every_n_steps")
 """``train`` keys that change how a step runs, not what it learns: they are left out of the
 step hashes, so that changing them resumes a run instead of restarting it."""
 
@@ -196,12 +196,6 @@ class TrainConfig(BaseModel):
         description="When standard output is not a terminal (a log file, a pipe), a progress "
         "line every this many training steps within an epoch, besides the one at every epoch "
         "end. 0: at epoch ends only.",
-    )
-    deterministic: bool = Field(
-        default=False,
-        description="Deterministic algorithms only (Lightning's Trainer(deterministic=True)). On "
-        "CPU training repeats bit for bit without it; on GPU a run, and a resumed run, can "
-        "repeat only with it, and it is slower (see docs/reliability.md).",
     )
     augment: dict[str, Any] = Field(
         default_factory=dict, description="Augmentation options (flip, rot90, scale, gain, offset)."

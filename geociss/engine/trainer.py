@@ -112,7 +112,6 @@ def build_trainer(
         logger=loggers,
         callbacks=[*shown, checkpoint],
         plugins=[AtomicCheckpointIO()],
-        deterministic=True if train.deterministic else None,
         use_distributed_sampler=False,
         enable_model_summary=False,
         enable_progress_bar=bar,
