@@ -13,8 +13,8 @@ nothing is set and a fault point costs one lookup in the environment. Two variab
 
 Points:
 
-* ``predict:flushed``: ``geociss predict`` has written a block row of an input's rasters (its
-  partial files and their progress sidecar are on disk).
+* ``predict:flushed``: ``geociss predict`` (or a rank of ``predict --devices N``) has written a
+  block row of an input's rasters (its partial files and their progress sidecar are on disk).
 * ``predict:copied:<kind>``: the COG of output ``<kind>`` is copied, not yet renamed.
 * ``predict:published:classes``: the class raster is published, the other outputs not yet.
 """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 from typing import Any
 
 import click
@@ -47,11 +48,35 @@ GDAL_DEFAULTS = {
 }
 
 
+RESUME_HINTS = {
+    "train": "run the same command again to resume",
+    "predict": "run the same command again to resume",
+    "extend": "run it again to start over (with --work-dir it resumes)",
+}
+"""What the one-line message of an interrupted command suggests."""
+
+
+def interrupted_line(signum: int, command: str | None) -> str:
+    """The line printed when a signal stops ``command``.
+
+    E.g. ``interrupted (SIGTERM): geociss train stopped; run the same command again to resume``.
+    """
+    from geociss.interrupts import signal_name
+
+    name = f"geociss {command}" if command else "geociss"
+    line = f"interrupted ({signal_name(signum)}): {name} stopped"
+    hint = RESUME_HINTS.get(command or "")
+    return f"{line}; {hint}" if hint else line
+
+
 class LazyGroup(click.Group):
     """A click group that imports a command's module only when that command runs.
 
-    Errors derived from :class:`geociss.errors.GeocissError` are user errors: they are printed
-    as one line on stderr and the process exits with status 2, without a traceback.
+    Exit statuses: 0 success, 1 internal error (a bug: Python's traceback), 2 bad input or
+    usage. Errors derived from :class:`geociss.errors.GeocissError` are user errors: one line on
+    stderr, status 2, no traceback. SIGINT (Ctrl-C) and SIGTERM stop a command with one line
+    (``interrupted (SIGTERM): ...``) and status 130 / 143 (``128 + signal``), whatever exception
+    the signal caused on its way out (see :mod:`geociss.interrupts`).
     """
 
     def list_commands(self, ctx: click.Context) -> list[str]:  # noqa: D102
@@ -69,13 +94,23 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:  # noqa: D102
+        from geociss import interrupts
         from geociss.errors import GeocissError
 
-        try:
-            return super().invoke(ctx)
-        except GeocissError as err:
-            click.echo(f"error: {err}", err=True)
-            ctx.exit(2)
+        with interrupts.handling_signals():
+            try:
+                return super().invoke(ctx)
+            except (Exception, KeyboardInterrupt, SystemExit, interrupts.Interrupted) as err:
+                signum = interrupts.received()
+                if signum is None and isinstance(err, KeyboardInterrupt):
+                    signum = signal.SIGINT
+                if signum is not None:  # whatever was raised, it is the signal's consequence
+                    click.echo(interrupted_line(signum, ctx.invoked_subcommand), err=True)
+                    ctx.exit(interrupts.exit_status(signum))
+                if not isinstance(err, GeocissError):
+                    raise
+                click.echo(f"error: {err}", err=True)
+                ctx.exit(2)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,10 +1,20 @@
-"""The files a scenario run writes next to its bundles: per-step scores and the run's history."""
+"""The files a scenario run writes next to its bundles: its config, per-step scores, history."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from geociss.evaluation import Scores, StepHistory
+from geociss.io import atomic_write_text
+
+
+def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    """``config.yaml``: the run's resolved configuration (JSON-able mapping), written atomically."""
+    import yaml
+
+    text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+    atomic_write_text(run_dir / "config.yaml", text)
 
 
 def write_step_reports(step_dir: Path, step: int, scores: Scores) -> None:
@@ -30,4 +40,4 @@ def write_history(run_dir: Path, history: StepHistory, title: str) -> None:
     plot_history(history, run_dir / "history.png", title=title)
 
 
-__all__ = ["write_history", "write_step_reports"]
+__all__ = ["write_config", "write_history", "write_step_reports"]

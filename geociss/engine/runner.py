@@ -30,13 +30,14 @@ from geociss.engine.bundle import StepBundle, StepRecord
 from geociss.engine.bundle_files import copy_atomic, load_or_discard
 from geociss.engine.data import ExperimentData
 from geociss.engine.evaluate import evaluate_tiles
-from geociss.engine.reports import write_history, write_step_reports
+from geociss.engine.reports import write_config, write_history, write_step_reports
 from geociss.engine.step import StepData, grow_student, prepare_step, training_device
 from geociss.engine.trainer import fit_step, resolve_precision
 from geociss.errors import ConfigError
 from geociss.evaluation import Scores, StepHistory
 from geociss.evaluation.retention import Retention
-from geociss.io import atomic_write_text
+from geociss.interrupts import raise_if_interrupted
+from geociss.locks import OutputLock
 from geociss.methods import get_method
 from geociss.methods.base import IncrementalMethod, StepContext
 from geociss.models.segmenter import SegmentationModel
@@ -132,19 +133,26 @@ class ScenarioRunner:
     # ---------------------------------------------------------------- run
 
     def run(self) -> StepHistory:
-        """Run (or resume) every step; return the per-step scores."""
-        for note in self.data_notes():
-            self.log(f"note: {note}")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        _write_yaml(self.run_dir / "config.yaml", self.config.model_dump(mode="json"))
-        history = StepHistory(method=self.config.method.name)
-        previous: str | None = None
-        for step in range(self.train_scenario.num_steps):
-            digest = self.step_hash(step, previous)
-            bundle = self.run_step(step, digest)
-            history.add(self.scores_of(bundle, step), step=step)
-            previous = digest
-        write_history(self.run_dir, history, self.config.name)
+        """Run (or resume) every step; return the per-step scores.
+
+        The run folder is locked (``<out>/<name>.lock``) for the whole run.
+
+        Raises:
+            LockedError: another live process runs into the same run folder.
+        """
+        with OutputLock(self.run_dir, "geociss train", log=self.log):
+            for note in self.data_notes():
+                self.log(f"note: {note}")
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_config(self.run_dir, self.config.model_dump(mode="json"))
+            history = StepHistory(method=self.config.method.name)
+            previous: str | None = None
+            for step in range(self.train_scenario.num_steps):
+                digest = self.step_hash(step, previous)
+                bundle = self.run_step(step, digest)
+                history.add(self.scores_of(bundle, step), step=step)
+                previous = digest
+            write_history(self.run_dir, history, self.config.name)
         return history
 
     def data_notes(self) -> list[str]:
@@ -236,6 +244,7 @@ class ScenarioRunner:
             module, dm, cfg.train, step_dir, cfg.train.epochs_for(step), digest, self.progress
         )
         seconds = time.perf_counter() - start
+        raise_if_interrupted()  # a SIGTERM in the fit's last batch: write no bundle
         if trainer.is_global_zero:
             self.log(
                 f"step {step}: {trainer.global_step} training steps in {seconds:.0f} s on "
@@ -382,9 +391,3 @@ def _gsd(data: ExperimentData) -> float | None:
     if tile.crs is None:
         return None
     return float(abs(tile.transform[0]))
-
-
-def _write_yaml(path: Path, payload: dict[str, Any]) -> None:
-    import yaml
-
-    atomic_write_text(path, yaml.safe_dump(payload, sort_keys=False, allow_unicode=True))

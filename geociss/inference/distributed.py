@@ -33,6 +33,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window as RioWindow
 
 from geociss.errors import GeocissError
+from geociss.faults import progress_fault
 from geociss.inference.model import LoadedModel, PredictOptions
 from geociss.inference.outputs import BLOCK_SIZE
 from geociss.inference.resume import finished
@@ -56,13 +57,37 @@ def predict_distributed(
     payload: LoadedModel | Path = model.source if model.source is not None else model
     with tempfile.TemporaryDirectory(prefix="geociss-predict-") as tmp:
         results = Path(tmp) / "results.json"
-        mp.start_processes(
+        context = mp.start_processes(
             _rank_main, args=(world, Path(tmp) / "rendezvous", payload, files, opts, out_dir,
                               results),
-            nprocs=world, start_method="spawn", join=True,
+            nprocs=world, start_method="spawn", join=False,
         )
+        try:
+            while not context.join():
+                pass
+        except BaseException:
+            _stop(context.processes)  # Ctrl-C, SIGTERM, a failed rank: no rank writes on
+            raise
         rows = json.loads(results.read_text(encoding="utf-8"))
     return [FileResult(**r) for r in rows]
+
+
+def _stop(processes: list[Any], grace_s: float = 10.0) -> None:
+    """Terminate the ranks still running (SIGTERM, then SIGKILL after ``grace_s``) and reap them.
+
+    Without this, an interrupted parent would wait at exit for its non-daemonic ranks to finish
+    their whole share of the work, and a rank would go on writing after the parent released the
+    outputs' locks.
+    """
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    deadline = time.monotonic() + grace_s
+    for proc in processes:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
 
 
 def _rank_main(
@@ -140,7 +165,8 @@ def _shared_file(
     done = job is not None and finished(job.outs.sidecar, job.digest)
     if job is not None and not done and rank < len(job.parts):
         try:
-            stats = compute(job, model, predictor, opts, batch, piece=rank, tag=f".rank{rank}")
+            stats = compute(job, model, predictor, opts, batch, piece=rank, tag=f".rank{rank}",
+                            on_flush=progress_fault("predict:flushed"))
             tiles, skipped = stats.tiles, stats.skipped
         except GeocissError as err:
             error = str(err)
