@@ -28,7 +28,7 @@ from rasterio.errors import RasterioError
 
 from geociss import __version__
 from geociss.errors import GeocissError, error_detail
-from geociss.faults import fault_point
+from geociss.faults import fault_point, progress_fault
 from geociss.inference.grid import TileGrid
 from geociss.inference.model import LoadedModel, PredictOptions
 from geociss.inference.outputs import (
@@ -44,6 +44,7 @@ from geociss.inference.predictor import Predictor
 from geociss.inference.resume import PartialSet, finished, mark_done, run_hash
 from geociss.inference.source import RasterInput, TileDataset
 from geociss.inference.stream import Part, StreamStats, stream_part
+from geociss.locks import OutputLocks
 
 GDAL_CACHE_MB = 256
 """GDAL block cache of a predict run unless ``GDAL_CACHEMAX`` is set (GDAL's default, 5 % of the
@@ -51,7 +52,9 @@ RAM, lets reads, writes and the COG copy grow far beyond the row-band buffer).""
 
 RASTER_SUFFIXES = (".tif", ".tiff")
 OUTPUT_SUFFIXES = ("_classes", "_confidence", "_probabilities")
-SIDECAR_SUFFIXES = (".xml", ".qml", ".json", ".gpkg", ".ovr", ".msk", ".tfw", ".wld", ".prj")
+SIDECAR_SUFFIXES = (
+    ".xml", ".qml", ".json", ".gpkg", ".ovr", ".msk", ".tfw", ".wld", ".prj", ".lock", ".break",
+)
 """Files a glob pattern may match that are never rasters to predict (GIS sidecars, our own)."""
 
 
@@ -151,7 +154,11 @@ def compute(
     digest = job.digest if not tag else run_hash({"job": job.digest, "tag": tag, "parts": keys})
     state = PartialSet.open(
         job.outs.partials(tag), job.profiles(model), job.outs.rank_sidecar(tag), digest, parts,
-        info={"input": str(job.source.path), "model": model.name, "settings": opts.describe()},
+        info={
+            "input": str(job.source.path.resolve()),
+            "model": model.name,
+            "settings": opts.describe(),
+        },
     )
     workers = opts.workers if opts.workers is not None else default_workers()
     if len(job.grid) <= 2 * batch_size:
@@ -192,7 +199,7 @@ def publish(job: Job, model: LoadedModel, opts: PredictOptions) -> list[Path]:
         write_polygons(outs.classes, outs.gpkg, model.style, opts.min_polygon_pixels)
     files = outs.files()
     mark_done(outs.sidecar, job.digest, files, {
-        "input": str(job.source.path), "model": model.name, "settings": opts.describe(),
+        "input": str(job.source.path.resolve()), "model": model.name, "settings": opts.describe(),
     })
     outs.remove_partials()
     return files
@@ -337,6 +344,10 @@ def predict_many(
 
     Returns:
         One result per input, failures of unmatched inputs first.
+
+    Raises:
+        LockedError: another live process writes one of the outputs (each input's class raster
+            is locked, ``<name>_classes.tif.lock``, all before the first is predicted).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -344,6 +355,16 @@ def predict_many(
     for f in failures:
         if on_result:
             on_result(f)
+    targets = [OutputPaths.for_input(out_dir, f.stem, opts).classes for f in files]
+    with OutputLocks(targets, "geociss predict"):
+        return failures + _predict_files(files, model, opts, out_dir, on_result)
+
+
+def _predict_files(
+    files: list[Path], model: LoadedModel, opts: PredictOptions, out_dir: Path,
+    on_result: Callable[[FileResult], None] | None,
+) -> list[FileResult]:
+    """The body of :func:`predict_many` once the outputs are locked."""
     if opts.devices > 1 and files:
         from geociss.inference.distributed import predict_distributed
 
@@ -351,15 +372,16 @@ def predict_many(
         for r in results:
             if on_result:
                 on_result(r)
-        return failures + results
+        return results
     bound_heap_growth()
     predictor = model.predictor(opts)
     batch = model.batch_size(opts, predictor)
     results = []
+    flushed = progress_fault("predict:flushed")
     with gdal_env():
         for path in files:
-            result = predict_one(path, model, predictor, opts, out_dir, batch)
+            result = predict_one(path, model, predictor, opts, out_dir, batch, on_flush=flushed)
             results.append(result)
             if on_result:
                 on_result(result)
-    return failures + results
+    return results
