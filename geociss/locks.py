@@ -7,15 +7,13 @@ the holder; the CLI exits with status 2) and touches nothing. The holder removes
 it ends, normally or through an exception (a SIGINT or SIGTERM included, see
 :mod:`geociss.interrupts`).
 
-**Stale locks.** A process killed with SIGKILL, or a crashed machine, leaves its lock behind. A
-lock whose holder ran on this host and is gone (no such process, a zombie, or a process of that
-id that started at another time, i.e. a reused id) is stale and is taken over: under a guard
-lock (``<target>.lock.break``, a lock of the same kind held for microseconds) the process checks
-that the lock file still holds the stale content, renames it away atomically and deletes it,
-then creates its own with ``O_EXCL``. Only a guard holder ever removes a lock file that is not
-its own, so two processes taking over the same stale lock cannot both succeed, nor can one
-remove the fresh lock of the other. A lock of another host is never taken over (its process
-may be alive there): the message says to delete the file once that run is gone.
+**Stale locks.** A lock whose holder ran on this host and is gone (no such process, a zombie,
+or a reused process id: another start time) is taken over: under a guard lock
+(``<target>.lock.break``, held for microseconds) the process checks that the lock file still
+holds the stale content, renames it away atomically and deletes it, then creates its own with
+``O_EXCL``. Only a guard holder removes a lock that is not its own, so of several processes
+taking over one stale lock exactly one wins, and none removes a fresh lock. A lock of another
+host is never taken over (its process may be alive there).
 
 **Distributed runs.** Only the first process of a distributed run takes the lock
 (:func:`secondary_rank`); the processes it launches write under its lock.
@@ -33,20 +31,15 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import TracebackType
 
 from geociss.errors import DataError
 
 LOCK_SUFFIX = ".lock"
 GUARD_SUFFIX = ".break"
-ATTEMPTS = 50
-"""Tries to create a lock that keeps changing under us (each failed try waits 20 ms)."""
-GUARD_DEPTH = 2
-"""Guards of guards: a guard left by a process killed during a takeover is itself stale."""
-CREATION_GRACE_S = 5.0
-"""An unreadable lock file younger than this is being written by its creator."""
-RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
-"""Environment variables that number the processes of a distributed run (0 = the first)."""
+ATTEMPTS = 50  # tries to create a lock that keeps changing under us (20 ms apart)
+GUARD_DEPTH = 2  # guards of guards: a guard left by a process killed in a takeover is stale too
+CREATION_GRACE_S = 5.0  # an unreadable lock file younger than this is being written
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")  # distributed ranks, 0 first
 
 _HELD: set[Path] = set()  # lock files held by this process
 
@@ -66,19 +59,12 @@ def secondary_rank() -> bool:
     return False
 
 
-def _process_start(pid: int) -> int | None:
-    """Start time of process ``pid`` in clock ticks after boot (Linux), else None."""
+def _process(pid: int) -> tuple[str, int] | None:
+    """State letter (``Z``: zombie) and start time (clock ticks after boot) of ``pid``, or None."""
     with contextlib.suppress(OSError, ValueError, IndexError):
         text = Path(f"/proc/{pid}/stat").read_text()
-        return int(text[text.rindex(")") + 2 :].split()[19])
-    return None
-
-
-def _process_state(pid: int) -> str | None:
-    """State letter of process ``pid`` (``Z`` for a zombie; Linux), else None."""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        text = Path(f"/proc/{pid}/stat").read_text()
-        return text[text.rindex(")") + 2 :].split()[0]
+        fields = text[text.rindex(")") + 2 :].split()
+        return fields[0], int(fields[19])
     return None
 
 
@@ -104,8 +90,8 @@ class LockHolder:
     @classmethod
     def current(cls, command: str) -> LockHolder:
         """This process, now."""
-        pid = os.getpid()
-        return cls(pid, socket.gethostname(), time.time(), command, _process_start(pid))
+        pid, proc = os.getpid(), _process(os.getpid())
+        return cls(pid, socket.gethostname(), time.time(), command, proc[1] if proc else None)
 
     @classmethod
     def parse(cls, text: str) -> LockHolder | None:
@@ -150,10 +136,10 @@ class LockHolder:
             return True
         except PermissionError:
             pass  # alive, another user's
-        if _process_state(self.pid) in ("Z", "X"):
-            return True
-        start = _process_start(self.pid)
-        return self.start is not None and start is not None and start != self.start
+        proc = _process(self.pid)
+        if proc is None:
+            return False
+        return proc[0] in ("Z", "X") or (self.start is not None and proc[1] != self.start)
 
 
 class LockedError(DataError):
@@ -191,10 +177,6 @@ class _Busy(Exception):
         super().__init__(holder)
 
 
-def _identity(st: os.stat_result) -> tuple[int, int]:
-    return st.st_dev, st.st_ino
-
-
 def _create(path: Path, text: str) -> tuple[int, int] | None:
     """Create ``path`` holding ``text`` if it does not exist; its identity, or None."""
     try:
@@ -204,13 +186,13 @@ def _create(path: Path, text: str) -> tuple[int, int] | None:
     try:
         os.write(fd, text.encode("utf-8"))
         os.fsync(fd)
-        ident = _identity(os.fstat(fd))
+        st = os.fstat(fd)
     except BaseException:
         os.close(fd)
         path.unlink(missing_ok=True)
         raise
     os.close(fd)
-    return ident
+    return st.st_dev, st.st_ino
 
 
 def _read(path: Path) -> str | None:
@@ -224,7 +206,8 @@ def _read(path: Path) -> str | None:
 def _release(path: Path, ident: tuple[int, int]) -> None:
     """Delete ``path`` if it is still the file we created."""
     with contextlib.suppress(FileNotFoundError):
-        if _identity(os.stat(path)) == ident:
+        st = os.stat(path)
+        if (st.st_dev, st.st_ino) == ident:
             path.unlink()
     _HELD.discard(path.absolute())
 
@@ -296,6 +279,10 @@ def _take_away(path: Path, stale: str, me: LockHolder, depth: int) -> bool:
         _release(guard, ident)
 
 
+def _to_stderr(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
 class OutputLock:
     """The lock of one output, as a context manager (``with OutputLock(path, "..."):``).
 
@@ -348,10 +335,8 @@ class OutputLock:
             self._remove_parents()
             raise DataError(self.path, f"cannot create the lock file: {err.strerror}") from None
         if gone is not None:
-            self._note(
-                f"note: {self.target}: took over the lock of a run that is gone "
-                f"({gone.command}, {gone.describe()})"
-            )
+            note = f"{self.target}: took over the lock of a run that is gone ({gone.command}, "
+            (self.log or _to_stderr)(f"note: {note}{gone.describe()})")
         return self
 
     def release(self) -> None:
@@ -360,12 +345,6 @@ class OutputLock:
             _release(self.path, self._ident)
             self._ident = None
         self._remove_parents()
-
-    def _note(self, text: str) -> None:
-        if self.log is not None:
-            self.log(text)
-        else:
-            print(text, file=sys.stderr)
 
     def _make_parents(self) -> None:
         missing = [p for p in self.path.parents if not p.exists()]
@@ -383,12 +362,7 @@ class OutputLock:
     def __enter__(self) -> OutputLock:
         return self.acquire()
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        err: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
 
@@ -417,21 +391,9 @@ class OutputLocks:
             raise
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        err: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         for lock in reversed(self.locks):
             lock.release()
 
 
-__all__ = [
-    "LockHolder",
-    "LockedError",
-    "OutputLock",
-    "OutputLocks",
-    "lock_path",
-    "secondary_rank",
-]
+__all__ = ["LockHolder", "LockedError", "OutputLock", "OutputLocks", "lock_path", "secondary_rank"]
