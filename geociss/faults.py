@@ -17,6 +17,9 @@ Points:
   block row of an input's rasters (its partial files and their progress sidecar are on disk).
 * ``predict:copied:<kind>``: the COG of output ``<kind>`` is copied, not yet renamed.
 * ``predict:published:classes``: the class raster is published, the other outputs not yet.
+* ``train:step:<n>``: ``geociss train`` / ``extend`` has finished optimiser step ``<n>`` of the
+  current fit (counted from 1); a checkpoint due every N steps is written, the one of an
+  epoch's end not yet.
 """
 
 from __future__ import annotations
