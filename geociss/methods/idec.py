@@ -62,7 +62,7 @@ from geociss.losses.dada import (
 )
 from geociss.losses.unbiased import unbiased_kd, unbiased_log_probs
 from geociss.methods.base import IncrementalMethod, MethodParams, StepContext, register_method
-from geociss.methods.init import balanced_init
+from geociss.methods.init import INIT_DESCRIPTION, InitRule, apply_init
 
 if TYPE_CHECKING:
     from geociss.models.segmenter import ModelOutput, SegmentationModel
@@ -126,9 +126,7 @@ class IDECParams(MethodParams):
         description="Freeze normalisation layers at steps ≥ 1 (IDEC's --bn_freeze); the encoder "
         "and ASPP still train.",
     )
-    init_balanced: bool = Field(
-        default=True, description="MiB's balanced initialisation of the new classifier."
-    )
+    init_balanced: InitRule = Field(default=True, description=INIT_DESCRIPTION)
 
 
 @register_method("idec")
@@ -171,8 +169,8 @@ class IDEC(IncrementalMethod):
         self, model: SegmentationModel, teacher: SegmentationModel | None
     ) -> None:
         """MiB's balanced initialisation of the new classes at steps ≥ 1."""
-        if self.context.incremental and self.params.init_balanced:
-            balanced_init(model)
+        if self.context.incremental:
+            apply_init(model, self.params.init_balanced)
 
     def configure_model(self, model: SegmentationModel) -> None:
         """Freeze the normalisation layers at steps ≥ 1 (``freeze_norm``); all else trains."""

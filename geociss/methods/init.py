@@ -10,7 +10,7 @@ probabilities (the background's own bias is lowered too).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
@@ -18,15 +18,23 @@ if TYPE_CHECKING:
     from geociss.models.segmenter import SegmentationModel
 
 
-def balanced_init(model: SegmentationModel) -> None:
+def balanced_init(model: SegmentationModel, keep_background: bool = False) -> None:
     """MiB's balanced initialisation of the last step's classifier, in place.
 
     With ``w_0, b_0`` the background row and bias (channel 0 of step 0's head) and ``n`` the
     number of new classes: every new row := ``w_0``, every new bias := ``b_0 − log(n + 1)``, and
     the background bias itself := ``b_0 − log(n + 1)``. Works at any step t ≥ 1.
 
+    ``keep_background`` leaves the background's bias as it is (geociss's variant for a
+    background that is a real class, such as ISPRS impervious surfaces): each new class then
+    starts at ``1/(n + 1)`` of the background's probability instead of sharing it equally, so the
+    student's class map at initialisation is exactly the teacher's. With MiB's rule the
+    background starts at ``1/(n + 1)`` of its probability, and wherever the teacher preferred it
+    by less than that factor over an old class, the pixel starts as that old class.
+
     Args:
         model: the student, already grown by ``add_step(n)``.
+        keep_background: do not lower the background's bias.
 
     Raises:
         ValueError: the model has a single step (no new classifier to initialise).
@@ -42,7 +50,31 @@ def balanced_init(model: SegmentationModel) -> None:
         bias = background.bias[0] - shift
         new.weight.copy_(background.weight[:1].expand_as(new.weight))
         new.bias.copy_(bias.expand_as(new.bias))
-        background.bias[0] = bias
+        if not keep_background:
+            background.bias[0] = bias
 
 
-__all__ = ["balanced_init"]
+KEEP_BACKGROUND = "keep-background"
+"""``init_balanced`` value selecting :func:`balanced_init` with ``keep_background``."""
+
+InitRule = bool | Literal["keep-background"]
+"""``init_balanced`` of the MiB-family methods: true (MiB's rule), false (random), or
+``keep-background``."""
+
+INIT_DESCRIPTION = (
+    "Initialise new classes from the background: true = MiB's rule (background bias lowered "
+    "too, the background's probability shared equally with the new classes); "
+    "'keep-background' = the same without lowering the background's bias, so the class map "
+    "at initialisation is the teacher's (for a background that is a real class, e.g. ISPRS "
+    "impervious surfaces); false = the default random initialisation."
+)
+
+
+def apply_init(model: SegmentationModel, rule: InitRule) -> None:
+    """Initialise the last step's classifier of ``model`` by ``rule`` (see INIT_DESCRIPTION)."""
+    if rule is False:
+        return
+    balanced_init(model, keep_background=rule == KEEP_BACKGROUND)
+
+
+__all__ = ["INIT_DESCRIPTION", "KEEP_BACKGROUND", "InitRule", "apply_init", "balanced_init"]

@@ -18,7 +18,7 @@ from torch import Tensor
 from geociss.losses.ce import cross_entropy
 from geociss.losses.unbiased import unbiased_cross_entropy, unbiased_kd
 from geociss.methods.base import IncrementalMethod, MethodParams, register_method
-from geociss.methods.init import balanced_init
+from geociss.methods.init import INIT_DESCRIPTION, InitRule, apply_init
 
 if TYPE_CHECKING:
     from geociss.models.segmenter import ModelOutput, SegmentationModel
@@ -45,11 +45,7 @@ class MiBParams(MethodParams):
         gt=0.0,
         description="Scale of the teacher's logits before its softmax in the distillation.",
     )
-    init_balanced: bool = Field(
-        default=True,
-        description="Initialise new classes from the background (MiB's rule, background bias "
-        "lowered too); false keeps the default random initialisation.",
-    )
+    init_balanced: InitRule = Field(default=True, description=INIT_DESCRIPTION)
 
 
 @register_method("mib")
@@ -67,8 +63,8 @@ class MiB(IncrementalMethod):
         self, model: SegmentationModel, teacher: SegmentationModel | None
     ) -> None:
         """Balanced initialisation of the new classes at steps ≥ 1 (if ``init_balanced``)."""
-        if self.context.incremental and self.params.init_balanced:
-            balanced_init(model)
+        if self.context.incremental:
+            apply_init(model, self.params.init_balanced)
 
     def losses(
         self, batch: Mapping[str, Tensor], out: ModelOutput, old: ModelOutput | None

@@ -33,7 +33,7 @@ from geociss.losses.pseudo import (
     entropy_pseudo_labels,
 )
 from geociss.methods.base import IncrementalMethod, MethodParams, StepContext, register_method
-from geociss.methods.init import balanced_init
+from geociss.methods.init import INIT_DESCRIPTION, InitRule, apply_init
 
 if TYPE_CHECKING:
     from geociss.models.segmenter import ModelOutput, SegmentationModel
@@ -95,9 +95,7 @@ class PLOPParams(MethodParams):
         description="Scale each image's cross-entropy by the share of its background pixels "
         "that received a pseudo-label.",
     )
-    init_balanced: bool = Field(
-        default=True, description="MiB's balanced initialisation of the new classifier."
-    )
+    init_balanced: InitRule = Field(default=True, description=INIT_DESCRIPTION)
 
 
 @register_method("plop")
@@ -135,8 +133,8 @@ class PLOP(IncrementalMethod):
         self, model: SegmentationModel, teacher: SegmentationModel | None
     ) -> None:
         """MiB's balanced initialisation of the new classes at steps ≥ 1."""
-        if self.context.incremental and self.params.init_balanced:
-            balanced_init(model)
+        if self.context.incremental:
+            apply_init(model, self.params.init_balanced)
 
     # ------------------------------------------------------------ pre-pass
 

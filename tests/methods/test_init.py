@@ -76,3 +76,50 @@ def test_softmax_property_on_random_classifier_features():
 def test_single_step_model_is_refused():
     with pytest.raises(ValueError, match="at least two steps"):
         balanced_init(tiny_model((3,)))
+
+
+def test_keep_background_starts_with_the_teachers_class_map():
+    teacher = tiny_model((3,), seed=4)
+    with torch.no_grad():
+        teacher.classifier.head(0).bias.add_(torch.tensor([1.0, 0.0, 0.0]))
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(7)) * 2
+    results = {}
+    for keep in (False, True):
+        student = copy.deepcopy(teacher)
+        student.add_step(1)
+        balanced_init(student, keep_background=keep)
+        with torch.no_grad():
+            results[keep] = (student.eval()(x).logits, student.classifier.head(0).bias[0].item())
+    with torch.no_grad():
+        z_t = teacher.eval()(x).logits
+    p_t = torch.softmax(z_t.double(), 1)
+    logits, bias = results[True]
+    # the background bias is untouched, the new class sits log 2 below the background
+    assert bias == pytest.approx(teacher.classifier.head(0).bias[0].item())
+    assert torch.allclose(logits[:, 3] - logits[:, 0], torch.full_like(logits[:, 0], -math.log(2)))
+    assert torch.equal(logits.argmax(1), z_t.argmax(1))
+    # MiB's rule halves the background: pixels where it led by less than 2x flip to old classes
+    mib_logits, _ = results[False]
+    close = (p_t[:, 0] > p_t[:, 1:].max(1).values) & (p_t[:, 0] < 2 * p_t[:, 1:].max(1).values)
+    assert close.any()
+    flipped = mib_logits.argmax(1) != z_t.argmax(1)
+    assert torch.equal(flipped, close)
+
+
+def test_apply_init_rules():
+    from geociss.methods.init import apply_init
+
+    teacher = tiny_model((3,), seed=1)
+    b0 = teacher.classifier.head(0).bias[0].item()
+    for rule, bg in ((True, b0 - math.log(2)), ("keep-background", b0), (False, b0)):
+        student = copy.deepcopy(teacher)
+        student.add_step(1)
+        before = student.classifier.head(-1).weight.clone()
+        apply_init(student, rule)
+        assert student.classifier.head(0).bias[0].item() == pytest.approx(bg, abs=1e-6)
+        copied = torch.equal(
+            student.classifier.head(-1).weight[0], teacher.classifier.head(0).weight[0]
+        )
+        assert copied == (rule is not False)
+        if rule is False:
+            assert torch.equal(student.classifier.head(-1).weight, before)
