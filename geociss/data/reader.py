@@ -6,10 +6,14 @@ and keyed by process id: a DataLoader worker forked from a parent that already r
 never touches the parent's handles (their file offsets are shared across ``fork``), it opens
 its own. Pickling (the ``spawn`` start method) drops the handles.
 
-Windows that run past the raster edge are read as the part inside the raster pasted into a
-filled array (image 0, invalid, label 255). This is what a boundless read means here; it avoids
-rasterio's ``boundless=True``, which builds a virtual warped dataset on every call (slow),
-and windows inside the raster take the plain fast path.
+Invalid pixels (nodata, NaN, masked) are NaN in the image, which
+:func:`geociss.data.normalise.normalise` turns into the band mean (0 after normalisation), and
+255 in the labels. Windows that run past the raster edge are read as the part inside the raster,
+reflect-padded to the window (as ``predict`` pads its tiles, so that ``evaluate`` scores the map
+``predict`` writes); the padding is invalid (label 255). This is what a boundless read means
+here; it avoids rasterio's ``boundless=True``, which builds a virtual warped dataset on every
+call (slow), and windows inside the raster take the plain fast path. A window that misses the
+raster entirely is all NaN.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ for _key, _value in GDAL_DEFAULTS.items():
     os.environ.setdefault(_key, _value)
 
 Pixels = tuple[np.ndarray, np.ndarray, np.ndarray]
-"""``(image float32 (C, H, W), mask uint8 (H, W), valid bool (H, W))``."""
+"""``(image float32 (C, H, W), NaN where invalid; mask uint8 (H, W); valid bool (H, W))``."""
 
 
 class _Source:
@@ -180,8 +184,9 @@ class WindowReader:
         """Read the image, class mask and validity of one window.
 
         Pixels outside the raster, nodata pixels (all read bands equal nodata), NaN pixels and
-        pixels masked by an alpha band or an internal mask are invalid: image 0, label 255.
-        Label nodata is label 255 too. Tiles without a label raster give an all-255 mask.
+        pixels masked by an alpha band or an internal mask are invalid: label 255, image NaN
+        inside the raster and reflect padding outside it (module docstring). Label nodata is
+        label 255 too. Tiles without a label raster give an all-255 mask.
 
         Args:
             window: the window; it may run past the raster edge (it is padded).
@@ -234,26 +239,29 @@ class WindowReader:
                              f"{out.dtype} {out.shape}")
         inner, dst = _clip(window, source.height, source.width)
         if inner is None:
-            image = np.zeros(shape, np.float32) if out is None else out
-            image.fill(0.0)
+            image = np.empty(shape, np.float32) if out is None else out
+            image.fill(np.nan)
             return image, np.ones(shape[1:], bool)
         raw = _read(source, inner)
         invalid = self._invalid(source, raw, inner)
-        if dst is None and out is None:
-            full = image = raw.astype(np.float32, copy=False)  # a fresh array either way
-        else:
-            full = np.empty(shape, np.float32) if out is None else out
-            if dst is not None:
-                full.fill(0.0)
-            image = full if dst is None else full[:, dst[0], dst[1]]
+        if dst is None and out is not None:
+            image = out
             np.copyto(image, raw, casting="unsafe")
+        else:
+            image = raw.astype(np.float32, copy=dst is not None)  # a fresh array either way
         if invalid is not None:
-            image[:, invalid] = 0.0
+            image[:, invalid] = np.nan
         if dst is None:
-            return full, invalid
+            return image, invalid
+        (r0, r1), (c0, c1) = (dst[0].start, dst[0].stop), (dst[1].start, dst[1].stop)
+        pads = ((0, 0), (r0, shape[1] - r1), (c0, shape[2] - c1))
+        image = np.pad(image, pads, mode="reflect")  # as predict pads its tiles
+        if out is not None:
+            out[...] = image
+            image = out
         full_invalid = np.ones(shape[1:], bool)
         full_invalid[dst] = False if invalid is None else invalid
-        return full, full_invalid
+        return image, full_invalid
 
     @staticmethod
     def _invalid(source: _Source, raw: np.ndarray, inner: RioWindow) -> np.ndarray | None:

@@ -1,7 +1,10 @@
 """Full-tile evaluation with sliding windows (never centre crops).
 
 Each tile is covered by an integer grid of windows (last window clamped inside the raster,
-tiles smaller than a window read with padding). Neighbouring windows overlap, and every pixel is
+tiles smaller than a window reflect-padded, as ``predict`` pads its tiles; invalid pixels enter
+the model as the band mean, :mod:`geociss.data.normalise`), so that on a tile no larger than the
+window the confusion matrix equals the one of the class raster ``predict`` writes with a tile
+of the same size. Neighbouring windows overlap, and every pixel is
 *owned* by exactly one window: the boundary between two windows lies in the middle of their
 overlap, so each pixel is scored from the window where it is farthest from an edge, and no
 pixel is counted twice in the confusion matrix.
@@ -20,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from geociss.data.classes import IGNORE_INDEX, ClassSchema
 from geociss.data.dataset import Collate, WindowDataset
+from geociss.data.normalise import band_column, normalise
 from geociss.data.records import TileRecord, Window
 from geociss.data.samplers import grid_origins
 from geociss.evaluation.confusion import ConfusionAccumulator
@@ -105,8 +109,7 @@ def evaluate_tiles(
         collate_fn=Collate(lut),
         num_workers=num_workers,
     )
-    m = torch.tensor(list(mean), dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    s = torch.tensor(list(std), dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    m, inv = band_column(mean, device), band_column(std, device).reciprocal()
     # one process evaluates the whole set: no cross-process reduction, even under DDP
     acc = ConfusionAccumulator(num_channels, device=device, sync=False)
     was_training = model.training
@@ -115,7 +118,7 @@ def evaluate_tiles(
     try:
         with torch.inference_mode():
             for chunk, batch in zip(_batches(grid, batch_size), loader, strict=True):
-                x = (batch["image"].to(device, non_blocking=True).float() - m) / s
+                x = normalise(batch["image"].to(device, non_blocking=True), m, inv, inplace=True)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                     logits = model(x).logits
                 pred = predict(logits.float())

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from geociss.data.classes import IGNORE_INDEX, ClassSchema
 from geociss.data.dataset import Collate, WindowDataset
+from geociss.data.normalise import band_column, normalise
 from geociss.data.records import TileRecord
 from geociss.engine.evaluate import _batches, owned_grid, owned_target
 from geociss.evaluation.retention import DEFAULT_THRESHOLD, Retention
@@ -70,8 +71,7 @@ def agreement_over_tiles(
         sampler=[g.window for g in grid],  # type: ignore[arg-type]
         collate_fn=Collate(lut),
     )
-    m = torch.tensor(list(mean), dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    s = torch.tensor(list(std), dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    m, inv = band_column(mean, device), band_column(std, device).reciprocal()
     n_t, n_s = shape
     counts = torch.zeros(n_t * n_s, dtype=torch.int64, device=device)
     modes = (student.training, teacher.training)
@@ -80,7 +80,7 @@ def agreement_over_tiles(
     try:
         with torch.inference_mode():
             for chunk, batch in zip(_batches(grid, batch_size), loader, strict=True):
-                x = (batch["image"].to(device).float() - m) / s
+                x = normalise(batch["image"].to(device), m, inv, inplace=True)
                 t = predict_teacher(teacher(x).logits.float())
                 st = predict_student(student(x).logits.float())
                 keep = owned_target(batch["mask"], chunk).to(device) == 0

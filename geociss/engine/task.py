@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from geociss.config.experiment import TrainConfig
+from geociss.data.normalise import normalise
 from geociss.engine.augment import AugmentConfig, BatchAugment
 from geociss.methods.base import IncrementalMethod
 from geociss.models.segmenter import SegmentationModel
@@ -75,8 +76,11 @@ class IncrementalStep(L.LightningModule):
     # ---------------------------------------------------------------- batch pipeline
 
     def normalise(self, image: Tensor) -> Tensor:
-        """Raw band values → normalised float32 input."""
-        x = (image.float() - self.mean) / self.std
+        """Raw band values → normalised float32 input; invalid pixels (NaN) → 0, the band mean.
+
+        :func:`geociss.data.normalise.normalise`, the rule of evaluation and ``predict`` too.
+        """
+        x = normalise(image, self.mean, self.std.reciprocal())
         return (
             x.contiguous(memory_format=torch.channels_last) if self.train_cfg.channels_last else x
         )

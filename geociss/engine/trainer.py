@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from geociss.config.experiment import DataConfig, TrainConfig
 from geociss.data.classes import ClassSchema
 from geociss.data.dataset import Collate, WindowDataset
+from geociss.data.normalise import band_column, normalise
 from geociss.data.records import Region, TileRecord
 from geociss.data.samplers import GridWindowSampler
 
@@ -186,10 +187,9 @@ def prepass_batches(
         collate_fn=Collate(lut),
         num_workers=cfg.num_workers,
     )
-    m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    m, inv = band_column(mean, device), band_column(std, device).reciprocal()
     for batch in loader:
         yield {
-            "image": (batch["image"].to(device).float() - m) / s,
+            "image": normalise(batch["image"].to(device), m, inv, inplace=True),
             "mask": batch["mask"].to(device),
         }

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from geociss.data.normalise import band_column, normalise
 from geociss.errors import ConfigError
 
 TTA_MODES = ("none", "flip", "d4")
@@ -139,8 +140,8 @@ class Predictor:
         model = model.eval().to(self.device)
         self.model = model.to(memory_format=torch.channels_last) if cuda else model
         self.probabilities_fn = probabilities_fn or softmax_probabilities
-        self._mean = None if mean is None else self._column(mean)
-        self._inv_std = None if std is None else 1.0 / self._column(std)
+        self._mean = None if mean is None else band_column(mean, self.device)
+        self._inv_std = None if std is None else band_column(std, self.device).reciprocal()
         self._elementwise_threads = 1 if self.device.type == "cpu" else None
 
     def elementwise(self) -> AbstractContextManager[None]:
@@ -152,9 +153,6 @@ class Predictor:
         """
         return torch_threads(self._elementwise_threads)
 
-    def _column(self, values: Sequence[float]) -> torch.Tensor:
-        return torch.tensor([float(v) for v in values], device=self.device).view(1, -1, 1, 1)
-
     @property
     def dtype(self) -> str:
         """Compute precision: ``bfloat16`` under autocast, else ``float32``."""
@@ -165,22 +163,16 @@ class Predictor:
         """Probabilities of a batch of raw tiles.
 
         Args:
-            images: ``(B, C, H, W)`` raw band values (any device), float32 or an integer
-                type that float32 holds exactly (uint8, int8, int16).
+            images: ``(B, C, H, W)`` raw band values (any device), float32 (NaN at invalid
+                pixels) or an integer type that float32 holds exactly (uint8, int8, int16).
 
         Returns:
             float32 ``(B, K, H, W)`` probabilities on :attr:`device`, averaged over the views.
         """
         with self.elementwise():
             x = images.to(self.device, non_blocking=True)
-            own = x is not images  # the caller's batch is never modified
-            if not x.is_floating_point():  # converted first: mixed-type arithmetic is slow
-                x, own = x.float(), True
-            if self._mean is not None:
-                x = x.sub_(self._mean) if own else x - self._mean
-                own = True
-            if self._inv_std is not None:
-                x = x.mul_(self._inv_std) if own else x * self._inv_std
+            # the caller's batch is never modified; NaN (invalid pixels) becomes 0 = band mean
+            x = normalise(x, self._mean, self._inv_std, inplace=x is not images)
         total: torch.Tensor | None = None
         for view in self.views:
             v = view.forward(x)

@@ -6,8 +6,11 @@ per process, opened lazily, so that DataLoader workers read windows in parallel 
 process predicts and writes (the only writer: rasterio handles are not thread-safe).
 
 Valid pixels follow the catalogue (:func:`geociss.data.tile_scan.valid_pixels`): the dataset
-mask (alpha band or internal mask), all bands equal to nodata, or NaN. Invalid pixels are fed to
-the model as 0 (as the training reader does) and get weight 0, so the output there is 255.
+mask (alpha band or internal mask), all bands equal to nodata, or NaN. Invalid pixels are read
+as NaN (a tile that has some is handed over as float32) and enter the model as the band mean, 0
+after normalisation (:mod:`geociss.data.normalise`, the rule of training and evaluation); they
+get weight 0, so every output there is nodata (255). A raster smaller than the tile is
+reflect-padded after that, as the evaluation reader pads its windows.
 
 Band selection follows the catalogue too: every band except alpha; when that is not the model's
 band count but the file's whole band count is, an alpha-tagged band is image data (GDAL tags the
@@ -132,7 +135,8 @@ class Tile(NamedTuple):
     Attributes:
         index: row-major tile index in the grid.
         image: ``(C, tile, tile)`` band values, in the raster's type when it is one of
-            :data:`EXACT_DTYPES`, else float32; None when every pixel is invalid (skipped).
+            :data:`EXACT_DTYPES` and every pixel is valid, else float32 with NaN at the invalid
+            pixels; None when every pixel is invalid (skipped).
         valid: bool ``(tile, tile)`` (False on padding), or None when every pixel is valid.
         error: a read error message (the main process raises it), or None.
     """
@@ -240,7 +244,8 @@ class TileDataset(torch.utils.data.Dataset):
             if valid.all():
                 valid = None
             else:
-                data[:, ~valid] = 0.0
+                data = data.astype(np.float32, copy=False)
+                data[:, ~valid] = np.nan
         pad = ((0, g.tile - h), (0, g.tile - w))
         if h < g.tile or w < g.tile:
             data = np.pad(data, ((0, 0), *pad), mode="reflect")

@@ -42,13 +42,16 @@ def test_inside_window_matches_the_raster(pair):
     np.testing.assert_array_equal(mask, _read_all(lbl, 1)[10:42, 20:60])
 
 
-def test_edge_window_is_padded_with_ignore(pair):
+def test_edge_window_is_reflect_padded_and_ignored(pair):
     img, lbl, reader = pair
     image, mask, valid = reader.read(Window(0, 80, -8, 32, 32))  # rows 80..111, cols -8..23
-    np.testing.assert_array_equal(image[:, :16, 8:], _read_all(img)[:, 80:96, 0:24])
+    inside = _read_all(img)[:, 80:96, 0:24].astype(np.float32)
+    np.testing.assert_array_equal(image[:, :16, 8:], inside)
     np.testing.assert_array_equal(mask[:16, 8:], _read_all(lbl, 1)[80:96, 0:24])
     assert (mask[16:] == 255).all() and (mask[:, :8] == 255).all()
-    assert (image[:, 16:] == 0).all() and (image[:, :, :8] == 0).all()
+    # the padding mirrors the edge (as predict pads its tiles), without repeating it
+    np.testing.assert_array_equal(image, np.pad(inside, ((0, 0), (0, 16), (8, 0)), "reflect"))
+    np.testing.assert_array_equal(image[:, 16, 8:], inside[:, 14])
     assert valid[:16, 8:].all() and not valid[16:].any() and not valid[:, :8].any()
 
 
@@ -57,8 +60,10 @@ def test_small_raster_centred_window_pads_all_sides(tmp_path):
     reader = WindowReader([record_for(img, lbl, ISPRS)], ISPRS)
     image, mask, valid = reader.read(Window(0, -12, -12, 64, 64))
     assert valid.sum() == 40 * 40 and valid[12:52, 12:52].all()
-    assert (mask[~valid] == 255).all() and (image[:, ~valid] == 0).all()
+    assert (mask[~valid] == 255).all()
     np.testing.assert_array_equal(mask[12:52, 12:52], _read_all(lbl, 1))
+    expected = np.pad(_read_all(img).astype(np.float32), ((0, 0), (12, 12), (12, 12)), "reflect")
+    np.testing.assert_array_equal(image, expected)
 
 
 def test_read_into_out_equals_plain_read(tmp_path):
@@ -82,7 +87,7 @@ def test_read_into_out_equals_plain_read(tmp_path):
 def test_window_outside_raster_is_all_ignore(pair):
     _, _, reader = pair
     image, mask, valid = reader.read(Window(0, 200, 200, 16, 16))
-    assert (mask == 255).all() and not valid.any() and (image == 0).all()
+    assert (mask == 255).all() and not valid.any() and np.isnan(image).all()
 
 
 def test_image_nodata_becomes_ignore(tmp_path):
@@ -95,7 +100,8 @@ def test_image_nodata_becomes_ignore(tmp_path):
     image, mask, valid = reader.read(Window(0, 0, 0, 32, 32))
     assert not valid[:8].any() and valid[8:].all()
     assert (mask[:8] == 255).all() and (mask[8:] == 2).all()
-    assert (image[:, :8] == 0).all() and (image[1, 8:16] == 50).all()
+    assert np.isnan(image[:, :8]).all() and (image[1, 8:16] == 50).all()  # NaN: the band mean
+    assert not np.isnan(image[:, 8:]).any()
 
 
 def test_float_nan_pixels_are_invalid(tmp_path):
@@ -104,7 +110,8 @@ def test_float_nan_pixels_are_invalid(tmp_path):
     img = write_tif(tmp_path / "f.tif", data)
     reader = WindowReader([record_for(img, None, ISPRS)], ISPRS)
     image, mask, valid = reader.read(Window(0, 0, 0, 16, 16))
-    assert not valid[3, 4] and valid.sum() == 255 and np.isfinite(image).all()
+    assert not valid[3, 4] and valid.sum() == 255
+    assert np.isnan(image[:, 3, 4]).all() and np.isfinite(image[:, valid]).all()
     assert (mask == 255).all()  # no label raster: everything ignored
 
 

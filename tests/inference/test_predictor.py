@@ -48,11 +48,13 @@ def test_reader_hands_over_exact_integer_types_as_read(tmp_path, dtype, sent):
     src = RasterInput.open(write_tif(tmp_path / "in.tif", pixels, nodata=0), 3)
     grid = TileGrid.build(src.height, src.width, 64, 16)
     tiles = [TileDataset(src, grid)[i] for i in range(len(grid))]
-    batch = collate_tiles(tiles)
-    assert batch.images is not None and batch.images.numpy().dtype == sent
-    first = tiles[0]
+    clean = collate_tiles(tiles[1:2])  # no nodata in the second tile: the type as read
+    assert clean.images is not None and clean.images.numpy().dtype == sent
+    first = tiles[0]  # nodata is NaN (the band mean after normalisation): float32
     assert first.image is not None and first.valid is not None
     assert not first.valid[:10, :20].any() and first.valid[10:, 20:].all()
     expected = pixels[:, :64, :64].astype(np.float32)
-    expected[:, ~first.valid] = 0.0
-    assert np.array_equal(first.image.astype(np.float32), expected)
+    expected[:, ~first.valid] = np.nan
+    np.testing.assert_array_equal(first.image, expected)
+    batch = collate_tiles(tiles)
+    assert batch.images is not None and batch.images.numpy().dtype == np.float32

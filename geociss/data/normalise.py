@@ -1,0 +1,62 @@
+"""Input normalisation: one rule for training, evaluation, ``extend``'s scores and ``predict``.
+
+The readers (:class:`geociss.data.reader.WindowReader` for training and evaluation,
+:class:`geociss.inference.source.TileDataset` for ``predict``) hand over raw band values with
+every invalid pixel (nodata, NaN, masked by an alpha band or an internal mask, outside the
+raster) set to NaN. :func:`normalise` scales the bands, ``(x - mean) / std``, and turns NaN into
+0: an invalid pixel enters the network as the band mean of the training data, the most neutral
+value there is, instead of a raw 0 that is several standard deviations away (about -6 sigma for
+uint16 reflectance) and changes the class of valid pixels far around it. Labels ignore invalid
+pixels (255) and every output of ``predict`` writes nodata there.
+
+Windows that run past the raster edge (an image smaller than the window or tile) are
+reflect-padded by both readers, after the invalid pixels were set to NaN, so ``evaluate`` scores
+exactly the map ``predict`` writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+
+def band_column(values: Sequence[float], device: str | torch.device = "cpu") -> Tensor:
+    """Per-band values as a float32 ``(1, C, 1, 1)`` tensor on ``device``."""
+    return torch.tensor([float(v) for v in values], dtype=torch.float32, device=device).view(
+        1, -1, 1, 1
+    )
+
+
+def normalise(
+    image: Tensor, mean: Tensor | None, inv_std: Tensor | None, *, inplace: bool = False
+) -> Tensor:
+    """``(image - mean) * inv_std`` in float32, with NaN (invalid pixels) set to 0.
+
+    Args:
+        image: ``(B, C, H, W)`` raw band values: float32 with NaN at invalid pixels, or an
+            integer type (which holds no NaN: nothing to fill).
+        mean: :func:`band_column` of the per-band mean (None: 0).
+        inv_std: :func:`band_column` of the reciprocal per-band standard deviation (None: 1).
+            A reciprocal, multiplied, so that every caller rounds the same way.
+        inplace: ``image`` may be overwritten when it is float32.
+
+    Returns:
+        The normalised float32 batch (``image`` itself when ``inplace`` and float32).
+    """
+    own = inplace and image.dtype == torch.float32
+    x = image if image.dtype == torch.float32 else image.float()
+    own = own or x is not image
+    if mean is not None:
+        x = x.sub_(mean) if own else x - mean
+        own = True
+    if inv_std is not None:
+        x = x.mul_(inv_std) if own else x * inv_std
+        own = True
+    if image.is_floating_point():
+        x = torch.nan_to_num_(x, nan=0.0) if own else torch.nan_to_num(x, nan=0.0)
+    return x
+
+
+__all__ = ["band_column", "normalise"]
