@@ -181,7 +181,8 @@ def extend(**opts: Any) -> None:
     model learns the new classes with an incremental METHOD (the loaded model is the frozen
     teacher that keeps the old classes from being forgotten). Inputs are normalised with the
     model's own mean/std, never with statistics of the new images (the old weights expect the
-    old scaling), and the bands must match the model's. The new classes are then scored against
+    old scaling), and the model's bands are read (a model trained with data.bands [2,3,4]
+    reads bands 2, 3 and 4 of the new images). The new classes are then scored against
     everything else on held-out tiles. The old classes cannot be scored without old labels (use
     `geociss evaluate`); instead a retention table shows, per old class, the share of the pixels
     the input model gives it (outside new-class labels) that the extended model still gives it,

@@ -82,7 +82,12 @@ class DataConfig(BaseModel):
         description="Glob of label files (default: same as image_glob); the text matched by the "
         "wildcards pairs images and labels (top_potsdam_*_RGB.tif with top_potsdam_*_label.tif).",
     )
-    bands: list[int] | None = Field(default=None, description="1-based image bands to use.")
+    bands: list[int] | None = Field(
+        default=None,
+        description="1-based image bands to use, in this order (default: every band but an "
+        "alpha band). model.in_channels follows their count; the bundle records them, so "
+        "extend, evaluate and predict read the same bands.",
+    )
     normalization: Literal["bands", "imagenet"] = Field(
         default="bands",
         description="Input scaling: 'bands' (mean and standard deviation of each band over the "

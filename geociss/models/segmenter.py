@@ -55,7 +55,9 @@ class SegmentationModel(nn.Module):
     """DeepLab-v3 (encoder + ASPP), or v3+ (+ decoder), with an incremental classifier.
 
     Args:
-        config: the architecture; its ``weights`` initialise the encoder.
+        config: the architecture; its ``weights`` initialise the encoder. An unset
+            ``in_channels`` builds an RGB network (3 bands); ``geociss train`` sets it from the
+            data first (:meth:`ModelConfig.for_bands`).
         classes_per_step: output channels of each step so far; step 0 includes the background
             channel (e.g. ``[3, 3]`` for background + 2 classes, then 3 new classes).
 
@@ -65,12 +67,13 @@ class SegmentationModel(nn.Module):
 
     def __init__(self, config: ModelConfig, classes_per_step: Sequence[int]) -> None:
         super().__init__()
-        self.config = config
+        bands = 3 if config.in_channels is None else config.in_channels
+        self.config = config.model_copy(update={"in_channels": bands})
         try:
             builder = ENCODERS.get(config.encoder)
         except KeyError as err:
             raise ConfigError(str(err.args[0])) from None
-        self.encoder: Encoder = builder(config.in_channels, config.output_stride)
+        self.encoder: Encoder = builder(bands, config.output_stride)
         self.weights_origin: dict[str, object] = load_encoder_weights(self.encoder, config.weights)
         """Where the encoder's initial weights came from (stored in bundles)."""
         self.aspp = ASPP(
