@@ -31,6 +31,7 @@ from geociss import __version__
 from geociss.data.classes import IGNORE_INDEX
 from geociss.errors import DataError, error_detail
 from geociss.faults import fault_point
+from geociss.inference.georef import PIXEL_SPACE
 from geociss.inference.qml import ClassStyle, paletted_qml, pseudocolor_qml
 from geociss.io import atomic_path, atomic_write_text
 
@@ -70,7 +71,9 @@ def class_profile(
     Args:
         width: raster width in pixels.
         height: raster height in pixels.
-        transform: the input's affine transform, or None for a pixel-space input.
+        transform: the input's affine transform, or None for an input without one: the
+            output then gets :data:`~geociss.inference.georef.PIXEL_SPACE`, the grid QGIS
+            draws such an input on (x = column, y = -row).
         crs: the input's CRS, or None for a pixel-space input.
         count: number of bands.
     """
@@ -89,8 +92,7 @@ def class_profile(
         "BIGTIFF": "IF_SAFER",
         "NUM_THREADS": "ALL_CPUS",
     }
-    if transform is not None:
-        profile["transform"] = transform
+    profile["transform"] = PIXEL_SPACE if transform is None else transform
     if crs is not None:
         profile["crs"] = crs
     return profile

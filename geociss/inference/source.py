@@ -36,6 +36,7 @@ from rasterio.windows import Window as RioWindow
 from geociss.cli.main import GDAL_DEFAULTS
 from geociss.data.tile_scan import raster_errors, valid_pixels
 from geociss.errors import DataError, GeocissError, error_detail
+from geociss.inference.georef import open_raster
 from geociss.inference.grid import TileGrid
 
 EXACT_DTYPES = frozenset({"uint8", "int8", "int16"})
@@ -62,7 +63,8 @@ class RasterInput:
         nodata: nodata value, or None.
         has_mask: validity comes from GDAL's dataset mask (alpha band or internal mask).
         crs: the CRS, or None.
-        transform: the geotransform, or None when the raster has none (pixel space).
+        transform: the geotransform, or None when the raster has none (pixel space; outputs
+            then lie on :data:`~geociss.inference.georef.PIXEL_SPACE`).
     """
 
     path: Path
@@ -94,7 +96,9 @@ class RasterInput:
         path = Path(path)
         if not path.is_file():
             raise DataError(path, "input raster not found")
-        with raster_errors(path, "cannot open raster"), rasterio.open(path) as src:
+        with raster_errors(path, "cannot open raster"):
+            src, has_transform = open_raster(path)
+        with raster_errors(path, "cannot open raster"), src:
             alpha = [i + 1 for i, ci in enumerate(src.colorinterp) if ci == ColorInterp.alpha]
             if indexes is not None:
                 if max(indexes) > src.count:
@@ -116,7 +120,7 @@ class RasterInput:
             has_mask = MaskFlags.per_dataset in flags or (
                 MaskFlags.alpha in flags and any(a not in indexes for a in alpha)
             )
-            georef = src.crs is not None or not src.transform.is_identity
+            georef = src.crs is not None or has_transform  # an explicit identity is kept
             return cls(
                 path=path, width=int(src.width), height=int(src.height), indexes=tuple(indexes),
                 dtype=str(src.dtypes[indexes[0] - 1]), nodata=src.nodata, has_mask=has_mask,

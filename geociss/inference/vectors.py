@@ -19,7 +19,9 @@ Simplification works on the pixel-space coverage: every edge is first split at e
 vertex (so neighbours share identical vertices, as ``coverage_simplify`` requires), then the
 coverage is simplified with the outer boundary (raster edge and nodata edges) kept fixed, so
 the polygons stay gap-free, non-overlapping and inside the valid area. Finally the coordinates
-are mapped to the raster CRS by its affine transform.
+are mapped to the raster CRS by its affine transform; a raster without one is mapped as QGIS
+draws it, x = column and y = -row (:data:`~geociss.inference.georef.PIXEL_SPACE`), so the
+polygons lie on the raster in QGIS.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import numpy as np
 
 from geociss.data.classes import IGNORE_INDEX
 from geociss.errors import DataError, error_detail
+from geociss.inference.georef import PIXEL_SPACE, open_raster
 from geociss.inference.qml import ClassStyle, categorized_qml
 
 LAYER = "landcover"
@@ -75,14 +78,13 @@ def write_polygons(
         DataError: the raster is missing or unreadable, has more than one band, or holds class
             values the style does not name.
     """
-    import rasterio
     from rasterio.errors import RasterioIOError
 
     classes_tif = Path(classes_tif)
     if not classes_tif.is_file():
         raise DataError(classes_tif, "class raster not found")
     try:
-        src = rasterio.open(classes_tif)
+        src, georeferenced = open_raster(classes_tif)
     except (RasterioIOError, TypeError) as err:
         raise DataError(classes_tif, f"not a readable GeoTIFF ({error_detail(err)})") from None
     with src:
@@ -90,7 +92,8 @@ def write_polygons(
             raise DataError(classes_tif, "expected a single-band integer class raster")
         nodata = IGNORE_INDEX if src.nodata is None else int(src.nodata)
         geoms, values = _polygonize(src, nodata, max(int(min_pixels), 0), max(band_rows, 1))
-        transform, crs = src.transform, src.crs
+        transform = src.transform if georeferenced else PIXEL_SPACE  # as QGIS draws it
+        crs = src.crs
     unknown = sorted({int(v) for v in values} - set(range(len(style.names))))
     if unknown:
         raise DataError(

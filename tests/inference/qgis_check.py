@@ -1,9 +1,12 @@
 """Open geociss outputs with QGIS (run by Debian's /usr/bin/python3, not the project's Python).
 
-Usage: ``QT_QPA_PLATFORM=offscreen /usr/bin/python3 qgis_check.py CLASSES_TIF GPKG CONFIDENCE_TIF``
+Usage: ``QT_QPA_PLATFORM=offscreen /usr/bin/python3 qgis_check.py CLASSES_TIF GPKG CONFIDENCE_TIF
+[IMAGE_TIF]``
 
 Prints one JSON object describing what QGIS sees: for each layer whether it is valid, its
-renderer type and its legend entries (value, label, colour). The pytest side
+renderer type, its legend entries (value, label, colour) and its extent [xmin, ymin, xmax, ymax]
+in the layer's coordinates; with IMAGE_TIF (the input of predict) also that raster's extent.
+The pytest side
 (``test_qgis.py``) asserts on it. Only the standard library and ``qgis.core`` are used.
 """
 
@@ -11,6 +14,14 @@ import json
 import sys
 
 from qgis.core import Qgis, QgsApplication, QgsRasterLayer, QgsVectorLayer
+
+
+def extent(layer):
+    """The layer's extent as [xmin, ymin, xmax, ymax], or None when it did not open."""
+    if not layer.isValid():
+        return None
+    box = layer.extent()
+    return [box.xMinimum(), box.yMinimum(), box.xMaximum(), box.yMaximum()]
 
 
 def raster_info(path):
@@ -21,6 +32,7 @@ def raster_info(path):
         "renderer": renderer.type() if renderer else None,
         "band_name": layer.bandName(1) if layer.isValid() else None,
         "nodata": layer.dataProvider().sourceNoDataValue(1) if layer.isValid() else None,
+        "extent": extent(layer),
     }
     if renderer is not None and renderer.type() == "paletted":
         info["classes"] = [
@@ -32,7 +44,11 @@ def raster_info(path):
 def confidence_info(path):
     layer = QgsRasterLayer(path, "confidence")
     renderer = layer.renderer()
-    info = {"valid": layer.isValid(), "renderer": renderer.type() if renderer else None}
+    info = {
+        "valid": layer.isValid(),
+        "renderer": renderer.type() if renderer else None,
+        "extent": extent(layer),
+    }
     if layer.isValid():
         info["scale"] = layer.dataProvider().bandScale(1)
         info["offset"] = layer.dataProvider().bandOffset(1)
@@ -52,6 +68,7 @@ def vector_info(path):
         "features": layer.featureCount() if layer.isValid() else None,
         "fields": [f.name() for f in layer.fields()] if layer.isValid() else [],
         "crs": layer.crs().authid() if layer.isValid() else None,
+        "extent": extent(layer),
     }
     if renderer is not None and renderer.type() == "categorizedSymbol":
         info["attribute"] = renderer.classAttribute()
@@ -72,6 +89,8 @@ def main(argv):
             "vector": vector_info(argv[2]),
             "confidence": confidence_info(argv[3]),
         }
+        if len(argv) > 4:
+            result["image"] = {"extent": extent(QgsRasterLayer(argv[4], "image"))}
     finally:
         app.exitQgis()
     print(json.dumps(result))

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 from rasterio.transform import from_origin
 
 from geociss.errors import DataError
@@ -60,8 +61,8 @@ def test_class_profile_is_a_tiled_streamable_gtiff():
     assert p["compress"] == "deflate" and p["BIGTIFF"] == "IF_SAFER"
     assert p["NUM_THREADS"] == "ALL_CPUS" and p["count"] == 3
     assert p["transform"] == TRANSFORM and p["crs"] == CRS
-    bare = class_profile(100, 50, None, None)
-    assert "transform" not in bare and "crs" not in bare
+    bare = class_profile(100, 50, None, None)  # no geotransform: the grid QGIS draws it on
+    assert bare["transform"] == Affine(1, 0, 0, 0, -1, 0) and "crs" not in bare
 
 
 def test_finalize_classes_writes_a_styled_cog(tmp_path):
@@ -120,12 +121,13 @@ def test_class_sidecars_name_the_classes(tmp_path):
         assert src.descriptions == ("land cover class",) and src.nodata == 255
 
 
-def test_pixel_space_input_stays_in_pixel_space(tmp_path):
+def test_pixel_space_input_gets_the_grid_qgis_draws_it_on(tmp_path):
     arr = _classes()[:200, :250]
     partial = _stream(tmp_path / "p.partial", arr, transform=None, crs=None)
     finalize_classes(partial, tmp_path / "p.tif", STYLE)
-    with rasterio.open(tmp_path / "p.tif") as src:
-        assert src.crs is None and src.transform.is_identity
+    with rasterio.open(tmp_path / "p.tif") as src:  # x = column, y = -row, no CRS
+        assert src.crs is None and src.transform == Affine(1, 0, 0, 0, -1, 0)
+        assert tuple(src.bounds) == (0, -200, 250, 0)
         assert np.array_equal(src.read(1), arr)
 
 

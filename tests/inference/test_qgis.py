@@ -15,8 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
+from click.testing import CliRunner
 from rasterio.transform import from_origin
+from test_pixel_space import HEIGHT, WIDTH, pixel_space_image
 
+from geociss.cli.main import cli
 from geociss.inference.outputs import (
     ClassStyle,
     class_profile,
@@ -25,6 +29,8 @@ from geociss.inference.outputs import (
     finalize_confidence,
 )
 from geociss.inference.vectors import write_polygons
+
+from fakes import tiny_isprs_bundle
 
 pytestmark = pytest.mark.qgis
 
@@ -48,8 +54,11 @@ def _qgis_available() -> tuple[bool, str]:
     if not Path(SYSTEM_PYTHON).exists():
         return False, f"{SYSTEM_PYTHON} not found"
     probe = subprocess.run(
-        [SYSTEM_PYTHON, "-c", "import qgis.core"], capture_output=True, text=True,
-        env=_env(), timeout=120,
+        [SYSTEM_PYTHON, "-c", "import qgis.core"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
     )
     if probe.returncode:
         last = (probe.stderr.strip().splitlines() or ["failed"])[-1]
@@ -82,7 +91,10 @@ def qgis_report(tmp_path_factory):
     n = write_polygons(classes, gpkg, STYLE)
     run = subprocess.run(
         [SYSTEM_PYTHON, str(CHECK), str(classes), str(gpkg), str(confidence)],
-        capture_output=True, text=True, env=_env(), timeout=300,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     return json.loads(run.stdout.strip().splitlines()[-1]), n
@@ -121,3 +133,61 @@ def test_confidence_opens_as_a_probability_ramp(qgis_report):
     assert layer["scale"] == pytest.approx(1 / 254) and layer["offset"] == 0.0
     assert layer["nodata"] == 255
     assert (layer["min"], layer["max"]) == (0.0, 1.0)
+
+
+@pytest.fixture(scope="module")
+def pixel_space_reports(tmp_path_factory):
+    """What QGIS sees of the predict outputs of two inputs without a CRS: one without a
+    geotransform, one with an explicit identity geotransform (keyed ``none`` and ``identity``)."""
+    ok, reason = _qgis_available()
+    if not ok:
+        pytest.skip(reason)
+    root = tmp_path_factory.mktemp("pixel-space")
+    model = tiny_isprs_bundle().save(root / "tiny.safetensors")
+    reports = {}
+    for kind, transform in (("none", None), ("identity", Affine.identity())):
+        image = pixel_space_image(root / f"{kind}.tif", transform)
+        out = root / kind
+        res = CliRunner().invoke(
+            cli,
+            [
+                "predict",
+                "--model",
+                str(model),
+                "--out",
+                str(out),
+                "--tile",
+                "64",
+                "--overlap",
+                "16",
+                "--workers",
+                "0",
+                "--confidence",
+                "--vector",
+                str(image),
+            ],
+        )
+        assert res.exit_code == 0, res.output
+        layers = [out / f"{kind}_classes.tif", out / f"{kind}.gpkg", out / f"{kind}_confidence.tif"]
+        run = subprocess.run(
+            [SYSTEM_PYTHON, str(CHECK), *map(str, layers), str(image)],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        reports[kind] = json.loads(run.stdout.strip().splitlines()[-1])
+    return reports
+
+
+@pytest.mark.parametrize(
+    ("kind", "extent"),
+    [("none", [0, -HEIGHT, WIDTH, 0]), ("identity", [0, 0, WIDTH, HEIGHT])],
+)
+def test_pixel_space_outputs_lie_on_the_input_in_qgis(pixel_space_reports, kind, extent):
+    # QGIS draws a raster without a geotransform at y in (-H, 0) and one with the identity
+    # matrix (pixel height +1) at y in (0, H): the outputs must lie where the input is drawn
+    report = pixel_space_reports[kind]
+    for layer in ("image", "classes", "confidence", "vector"):
+        assert report[layer]["extent"] == pytest.approx(extent), layer

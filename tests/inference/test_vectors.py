@@ -142,6 +142,18 @@ def test_pixel_space_raster_reports_area_in_pixels(tmp_path):
     assert frame.area_px.sum() == pytest.approx((arr != 255).sum())
 
 
+def test_raster_without_geotransform_gets_polygons_where_qgis_draws_it(tmp_path):
+    # QGIS draws a raster without a geotransform at x = column, y = -row (y in (-H, 0))
+    arr = np.zeros((80, 90), np.uint8)
+    arr[:20, :30] = 1  # a block at the top left of the image
+    tif = _write(tmp_path, arr, crs=None, transform=None)
+    write_polygons(tif, tmp_path / "px.gpkg", STYLE, min_pixels=0, tolerance=0)
+    frame = _read(tmp_path / "px.gpkg")
+    assert tuple(frame.total_bounds) == (0, -80, 90, 0)
+    block = frame[frame.class_id == 1].geometry.iloc[0]
+    assert block.equals(shapely.box(0, -20, 30, 0))
+
+
 def test_geographic_raster_reports_square_metres(tmp_path):
     arr = np.zeros((50, 60), np.uint8)
     arr[:, 30:] = 1
