@@ -5,7 +5,9 @@ copied but not yet renamed, one output published and the next not yet). Outside 
 nothing is set and a fault point costs one lookup in the environment. Two variables act on them:
 
 * ``GEOCISS_TEST_KILL_AT=<point>``: the process kills itself with SIGKILL when it reaches
-  ``<point>`` (as a power cut or the out-of-memory killer would: no cleanup runs).
+  ``<point>`` (as a power cut or the out-of-memory killer would: no cleanup runs). With
+  ``GEOCISS_TEST_KILL_RANK=<r>`` as well, only the rank whose ``RANK`` is ``<r>`` dies (the
+  other ranks of a ``torchrun`` launch go on).
 * ``GEOCISS_TEST_PAUSE=<point>@<folder>``: the first time the process reaches ``<point>`` it
   writes ``<folder>/<point>.reached`` (holding its process id) and waits until
   ``<folder>/<point>.go`` exists, at most :data:`MAX_WAIT_S` seconds. Tests hold a real run at
@@ -31,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 KILL_ENV = "GEOCISS_TEST_KILL_AT"
+KILL_RANK_ENV = "GEOCISS_TEST_KILL_RANK"
 PAUSE_ENV = "GEOCISS_TEST_PAUSE"
 MAX_WAIT_S = 120.0
 
@@ -62,7 +65,10 @@ def fault_point(point: str) -> None:
 
     The files the pause writes are named after ``point`` with ``:`` replaced by ``-``.
     """
-    if os.environ.get(KILL_ENV) == point:
+    if os.environ.get(KILL_ENV) == point and os.environ.get(KILL_RANK_ENV) in (
+        None,
+        os.environ.get("RANK"),
+    ):
         os.kill(os.getpid(), signal.SIGKILL)
     folder = _pause_folder(point)
     if folder is not None:
@@ -83,4 +89,4 @@ def progress_fault(point: str) -> Callable[[int], None] | None:
     return hook
 
 
-__all__ = ["KILL_ENV", "MAX_WAIT_S", "PAUSE_ENV", "fault_point", "progress_fault"]
+__all__ = ["KILL_ENV", "KILL_RANK_ENV", "MAX_WAIT_S", "PAUSE_ENV", "fault_point", "progress_fault"]

@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 from geociss.errors import DataError
@@ -46,13 +47,16 @@ _HELD: set[Path] = set()  # lock files held by this process
 
 def lock_path(target: str | Path) -> Path:
     """The lock file of ``target``: ``<target>.lock``, next to it."""
-    target = Path(target)
-    return target.with_name(target.name + LOCK_SUFFIX)
+    return Path(f"{Path(target)}{LOCK_SUFFIX}")
 
 
 def secondary_rank() -> bool:
-    """True in a process of a distributed run other than the first (it takes no locks)."""
-    for name in RANK_VARIABLES:
+    """True in a process of a distributed run other than the first (it takes no locks).
+
+    ``RANK`` (torchrun's global rank) decides alone when set: rank 0 of a torchrun started by
+    srun may run on any node, whatever its ``SLURM_PROCID``.
+    """
+    for name in ("RANK",) if "RANK" in os.environ else RANK_VARIABLES:
         with contextlib.suppress(ValueError):
             if int(os.environ.get(name, "0") or 0) != 0:
                 return True
@@ -197,10 +201,9 @@ def _create(path: Path, text: str) -> tuple[int, int] | None:
 
 def _read(path: Path) -> str | None:
     """The text of ``path``, or None when it does not exist."""
-    try:
+    with contextlib.suppress(FileNotFoundError):
         return path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return None
+    return None
 
 
 def _release(path: Path, ident: tuple[int, int]) -> None:
@@ -279,10 +282,6 @@ def _take_away(path: Path, stale: str, me: LockHolder, depth: int) -> bool:
         _release(guard, ident)
 
 
-def _to_stderr(text: str) -> None:
-    print(text, file=sys.stderr)
-
-
 class OutputLock:
     """The lock of one output, as a context manager (``with OutputLock(path, "..."):``).
 
@@ -336,7 +335,8 @@ class OutputLock:
             raise DataError(self.path, f"cannot create the lock file: {err.strerror}") from None
         if gone is not None:
             note = f"{self.target}: took over the lock of a run that is gone ({gone.command}, "
-            (self.log or _to_stderr)(f"note: {note}{gone.describe()})")
+            log = self.log or partial(print, file=sys.stderr)
+            log(f"note: {note}{gone.describe()})")
         return self
 
     def release(self) -> None:

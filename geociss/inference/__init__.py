@@ -9,8 +9,10 @@ The engine, by stage:
 * :mod:`~geociss.inference.resume`: partial outputs, progress sidecar, resume and skip;
 * :mod:`~geociss.inference.plan`: column groups and memory estimates;
 * :mod:`~geociss.inference.model`: the model wrapper and the run settings;
+* :mod:`~geociss.inference.inputs`: files, folders and globs into inputs, a result per input;
 * :mod:`~geociss.inference.run`: many inputs, one result each;
-  :mod:`~geociss.inference.distributed`: the same across processes;
+  :mod:`~geociss.inference.distributed`: the same across processes (``--devices``);
+  :mod:`~geociss.inference.launch`: the same across machines (torchrun, srun);
   :mod:`~geociss.inference.dryrun`: the plan without predicting.
 
 The output side (COG, styles, polygons, ONNX) is :mod:`~geociss.inference.outputs`,

@@ -1,27 +1,35 @@
-"""``predict --devices N``: share the inputs across N processes (torch.distributed, gloo).
+"""``predict`` across processes: ``--devices N`` on one machine, or ranks launched by torchrun.
 
-N processes are spawned (one per GPU when there are GPUs, each on ``cuda:<rank>``; else CPU
-processes sharing the cores). The process group is gloo in both cases: it carries only barriers
-and small Python objects, never tensors.
+``predict --devices N`` spawns N processes (one per GPU when there are GPUs, each on
+``cuda:<rank>``; else CPU processes sharing the cores) that meet through a file rendezvous;
+``torchrun`` (or ``srun``) starts the ranks itself and :mod:`geociss.inference.launch` joins
+them through ``env://``. Either way every rank runs :func:`run_rank`, so both shard alike. The
+process group is gloo in both cases: it carries only barriers and small Python objects, never
+tensors.
 
-* **At least N inputs:** the files are sharded, largest first onto the least loaded rank; each
-  rank predicts and publishes its own files exactly as a single process would.
-* **Fewer inputs than ranks:** each raster is shared. Its rows are cut into N block-aligned row
-  ranges (:func:`geociss.inference.plan.plan_parts`); rank ``r`` streams range ``r`` into its own
-  partial files (``<out>.partial.rank<r>``, with their own resume sidecar). After a barrier,
-  rank 0 merges the ranges into the raster's partial, block row by block row (memory bounded by
-  one block row), and publishes it. Batches are cut the same way as in a single process
-  (:mod:`geociss.inference.stream`), so the output is byte-identical to a one-process run.
+* **At least as many inputs as ranks:** the files are sharded, largest first onto the least
+  loaded rank; each rank predicts and publishes its own files exactly as a single process would.
+* **Fewer inputs than ranks:** each raster is shared. Its rows are cut into one block-aligned row
+  range per rank (:func:`geociss.inference.plan.plan_parts`); rank ``r`` streams range ``r``
+  into its own partial files (``<out>.partial.rank<r>``, with their own resume sidecar
+  ``<name>.predict.rank<r>.json``). After a barrier, rank 0 merges the ranges into the raster's
+  partial, block row by block row (memory bounded by one block row), and publishes it. Batches
+  are cut the same way as in a single process (:mod:`geociss.inference.stream`), so the output
+  is byte-identical to a one-process run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import os
+import re
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,19 +56,71 @@ from geociss.inference.run import (
     publish,
 )
 
+WAIT_LIMIT = timedelta(hours=24)
+"""How long a rank waits at a barrier for the others (gloo's default, 30 minutes, is shorter
+than rank 0 may take to publish a large raster while the others wait). A rank that dies is
+noticed at once (its connections close), not after this time."""
+
+
+class RankLost(GeocissError):
+    """Another rank of the job is gone (it died, or its machine did): this rank cannot go on."""
+
+
+def sync(op: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run the collective ``op`` (a barrier, a gather); a rank that is gone becomes one line.
+
+    gloo raises a ``RuntimeError`` when a peer's connection closes (its process died) or the
+    wait exceeds :data:`WAIT_LIMIT`; this rank then stops with :class:`RankLost` (status 2, no
+    traceback) instead of an internal error. Under torchrun it usually gets torchrun's SIGTERM
+    first, and ends as interrupted (143).
+
+    Raises:
+        RankLost: the collective failed.
+    """
+    try:
+        return op(*args, **kwargs)
+    except RuntimeError as err:
+        detail = re.sub(r"^\[[^\]]*\]\s*", "", str(err)).split(". ")[0].strip() or repr(err)
+        raise RankLost(
+            f"another rank of this job stopped ({detail}); the work done so far is kept: run "
+            "the same command again to resume"
+        ) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class RankPlace:
+    """Where one rank runs.
+
+    Attributes:
+        rank: global rank, 0 first.
+        world: number of ranks.
+        local_rank: rank among the processes of this machine (picks ``cuda:<local_rank>``).
+        local_world: processes on this machine (they share its cores).
+        threads: torch threads of this rank (None: leave torch's setting, e.g. the
+            ``OMP_NUM_THREADS`` that torchrun sets).
+    """
+
+    rank: int
+    world: int
+    local_rank: int
+    local_world: int
+    threads: int | None = None
+
 
 def predict_distributed(
     files: list[Path], model: LoadedModel, opts: PredictOptions, out_dir: Path
 ) -> list[FileResult]:
-    """Predict ``files`` with ``opts.devices`` processes; one result per file, in order."""
+    """Predict ``files`` with ``opts.devices`` spawned processes; one result per file, in order."""
     world = opts.devices
     payload: LoadedModel | Path = model.source if model.source is not None else model
     with tempfile.TemporaryDirectory(prefix="geociss-predict-") as tmp:
         results = Path(tmp) / "results.json"
         context = mp.start_processes(
-            _rank_main, args=(world, Path(tmp) / "rendezvous", payload, files, opts, out_dir,
-                              results),
-            nprocs=world, start_method="spawn", join=False,
+            _rank_main,
+            args=(world, Path(tmp) / "rendezvous", payload, files, opts, out_dir, results),
+            nprocs=world,
+            start_method="spawn",
+            join=False,
         )
         try:
             while not context.join():
@@ -91,44 +151,76 @@ def _stop(processes: list[Any], grace_s: float = 10.0) -> None:
 
 
 def _rank_main(
-    rank: int, world: int, rendezvous: Path, payload: LoadedModel | Path, files: list[Path],
-    opts: PredictOptions, out_dir: Path, results: Path,
+    rank: int,
+    world: int,
+    rendezvous: Path,
+    payload: LoadedModel | Path,
+    files: list[Path],
+    opts: PredictOptions,
+    out_dir: Path,
+    results: Path,
 ) -> None:
-    """Body of one rank: join the group, predict its share, gather the results on rank 0."""
+    """Entry of a spawned rank: join the group, run :func:`run_rank`, rank 0 writes the results."""
     dist.init_process_group(
-        "gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world
+        "gloo",
+        init_method=f"file://{rendezvous}",
+        rank=rank,
+        world_size=world,
+        timeout=WAIT_LIMIT,
     )
     try:
-        cores = os.cpu_count() or 1
-        torch.set_num_threads(max(1, cores // world))
-        if opts.workers is None:
-            opts = dataclasses.replace(opts, workers=max(0, min(4, cores // world - 1)))
-        cuda = torch.cuda.is_available() and torch.cuda.device_count() > 0
-        device = f"cuda:{rank % torch.cuda.device_count()}" if cuda else "cpu"
+        threads = max(1, (os.cpu_count() or 1) // world)
+        place = RankPlace(rank, world, local_rank=rank, local_world=world, threads=threads)
         model = LoadedModel.from_bundle(payload) if isinstance(payload, Path) else payload
-        predictor = model.predictor(opts, device=device)
-        batch = model.batch_size(opts, predictor)
-        bound_heap_growth()
-        local: dict[str, FileResult] = {}
-        with gdal_env():
-            if len(files) >= world:
-                for path in _shard(files, world)[rank]:
-                    local[str(path)] = predict_one(path, model, predictor, opts, out_dir, batch)
-            else:
-                for path in files:
-                    result = _shared_file(
-                        path, model, predictor, opts, out_dir, batch, rank, world
-                    )
-                    if result is not None:
-                        local[str(path)] = result
-        gathered: list[Any] = [None] * world
-        dist.all_gather_object(gathered, local)
+        rows = run_rank(place, model, files, opts, out_dir)
         if rank == 0:
-            merged = {k: v for part in gathered for k, v in part.items()}
-            rows = [dataclasses.asdict(merged[str(p)]) for p in files]
-            results.write_text(json.dumps(rows), encoding="utf-8")
+            text = json.dumps([dataclasses.asdict(r) for r in rows])
+            results.write_text(text, encoding="utf-8")
     finally:
         dist.destroy_process_group()
+
+
+def rank_device(local_rank: int) -> str:
+    """``cuda:<local_rank>`` (modulo the GPUs of this machine) when there are GPUs, else ``cpu``."""
+    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+        return f"cuda:{local_rank % torch.cuda.device_count()}"
+    return "cpu"
+
+
+def run_rank(
+    place: RankPlace, model: LoadedModel, files: list[Path], opts: PredictOptions, out_dir: Path
+) -> list[FileResult]:
+    """Predict this rank's share of ``files`` in a joined process group.
+
+    Files are sharded when there are at least as many as ranks, else every file is shared by
+    row ranges (see the module docstring). Every rank must call it with the same files.
+
+    Returns:
+        The results of all files, in order, on every rank (so that every rank ends alike).
+    """
+    rank, world = place.rank, place.world
+    if place.threads is not None:
+        torch.set_num_threads(place.threads)
+    if opts.workers is None:
+        cores = os.cpu_count() or 1
+        opts = dataclasses.replace(opts, workers=max(0, min(4, cores // place.local_world - 1)))
+    predictor = model.predictor(opts, device=rank_device(place.local_rank))
+    batch = model.batch_size(opts, predictor)
+    bound_heap_growth()
+    local: dict[str, FileResult] = {}
+    with gdal_env():
+        if len(files) >= world:
+            for path in _shard(files, world)[rank]:
+                local[str(path)] = predict_one(path, model, predictor, opts, out_dir, batch)
+        else:
+            for path in files:
+                result = _shared_file(path, model, predictor, opts, out_dir, batch, rank, world)
+                if result is not None:
+                    local[str(path)] = result
+    gathered: list[Any] = [None] * world
+    sync(dist.all_gather_object, gathered, local)
+    merged = {k: v for part in gathered for k, v in part.items()}
+    return [merged[str(p)] for p in files]
 
 
 def _shard(files: list[Path], world: int) -> list[list[Path]]:
@@ -151,8 +243,14 @@ def _size(path: Path) -> int:
 
 
 def _shared_file(
-    path: Path, model: LoadedModel, predictor: Any, opts: PredictOptions, out_dir: Path,
-    batch: int, rank: int, world: int,
+    path: Path,
+    model: LoadedModel,
+    predictor: Any,
+    opts: PredictOptions,
+    out_dir: Path,
+    batch: int,
+    rank: int,
+    world: int,
 ) -> FileResult | None:
     """Predict one raster with every rank; rank 0 returns the result, the others None."""
     start = time.perf_counter()
@@ -165,13 +263,21 @@ def _shared_file(
     done = job is not None and finished(job.outs.sidecar, job.digest)
     if job is not None and not done and rank < len(job.parts):
         try:
-            stats = compute(job, model, predictor, opts, batch, piece=rank, tag=f".rank{rank}",
-                            on_flush=progress_fault("predict:flushed"))
+            stats = compute(
+                job,
+                model,
+                predictor,
+                opts,
+                batch,
+                piece=rank,
+                tag=f".rank{rank}",
+                on_flush=progress_fault("predict:flushed"),
+            )
             tiles, skipped = stats.tiles, stats.skipped
         except GeocissError as err:
             error = str(err)
     outcomes: list[Any] = [None] * world
-    dist.all_gather_object(outcomes, (error, tiles, skipped))
+    sync(dist.all_gather_object, outcomes, (error, tiles, skipped))
     if job is not None and not done and any(e for e, _, _ in outcomes):
         job.outs.discard_partials(f".rank{rank}")  # the input itself is bad: nothing to resume
     result = None
@@ -187,14 +293,16 @@ def _shared_file(
                 _merge(job, model)
                 files = publish(job, model, opts)
                 result = FileResult(
-                    str(path), "written", tiles=sum(o[1] for o in outcomes),
+                    str(path),
+                    "written",
+                    tiles=sum(o[1] for o in outcomes),
                     skipped_tiles=sum(o[2] for o in outcomes),
                     outputs=[str(p) for p in files],
                 )
             except GeocissError as err:
                 result = FileResult(str(path), "failed", str(err))
         result.seconds = time.perf_counter() - start
-    dist.barrier()
+    sync(dist.barrier)
     return result
 
 
@@ -210,11 +318,13 @@ def _merge(job: Job, model: LoadedModel) -> None:
                     with rasterio.open(source) as src:
                         for part in parts:
                             for y in range(part.y0, part.y1, BLOCK_SIZE):
-                                win = RioWindow(part.x0, y, part.x1 - part.x0,
-                                                min(BLOCK_SIZE, part.y1 - y))
+                                win = RioWindow(
+                                    part.x0, y, part.x1 - part.x0, min(BLOCK_SIZE, part.y1 - y)
+                                )
                                 dst.write(src.read(window=win), window=win)
-    for piece in range(len(job.parts)):
-        tag = f".rank{piece}"
-        for path in job.outs.partials(tag).values():
+    # every rank's files, also those of an interrupted run with more ranks (other row ranges)
+    sidecar = job.outs.sidecar
+    leftovers = [f"{glob.escape(p.name)}.partial.rank*" for p in job.outs.rasters().values()]
+    for pattern in [*leftovers, f"{glob.escape(sidecar.stem)}.rank*.json"]:
+        for path in sidecar.parent.glob(pattern):
             path.unlink(missing_ok=True)
-        job.outs.rank_sidecar(tag).unlink(missing_ok=True)

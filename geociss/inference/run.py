@@ -15,11 +15,10 @@ finished ones whose model, settings and input are unchanged are skipped.
 from __future__ import annotations
 
 import ctypes
-import glob
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from geociss import __version__
 from geociss.errors import GeocissError, error_detail
 from geociss.faults import fault_point, progress_fault
 from geociss.inference.grid import TileGrid
+from geociss.inference.inputs import FileResult, expand_inputs
 from geociss.inference.model import LoadedModel, PredictOptions
 from geociss.inference.outputs import (
     BLOCK_SIZE,
@@ -49,36 +49,6 @@ from geociss.locks import OutputLocks
 GDAL_CACHE_MB = 256
 """GDAL block cache of a predict run unless ``GDAL_CACHEMAX`` is set (GDAL's default, 5 % of the
 RAM, lets reads, writes and the COG copy grow far beyond the row-band buffer)."""
-
-RASTER_SUFFIXES = (".tif", ".tiff")
-OUTPUT_SUFFIXES = ("_classes", "_confidence", "_probabilities")
-SIDECAR_SUFFIXES = (
-    ".xml", ".qml", ".json", ".gpkg", ".ovr", ".msk", ".tfw", ".wld", ".prj", ".lock", ".break",
-)
-"""Files a glob pattern may match that are never rasters to predict (GIS sidecars, our own)."""
-
-
-@dataclass
-class FileResult:
-    """The outcome for one input.
-
-    Attributes:
-        input: the input as given or found.
-        status: ``written``, ``skipped`` (finished before, same settings) or ``failed``.
-        message: the one-line reason of a failure, else "".
-        tiles: tiles predicted.
-        skipped_tiles: all-nodata tiles skipped.
-        seconds: wall time.
-        outputs: files written.
-    """
-
-    input: str
-    status: str
-    message: str = ""
-    tiles: int = 0
-    skipped_tiles: int = 0
-    seconds: float = 0.0
-    outputs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -124,18 +94,33 @@ def prepare(
     outs = OutputPaths.for_input(out_dir, path.stem, opts)
     parts = plan_parts(grid, model.num_classes, opts.buffer_mb * 2**20, BLOCK_SIZE, row_pieces)
     st = path.stat()
-    digest = run_hash({
-        "model": model.key, "input": [str(path.resolve()), st.st_size, st.st_mtime_ns],
-        "tile": grid.tile, "overlap": grid.overlap, "margin": grid.margin, "tta": opts.tta,
-        "outputs": [p.name for p in outs.files()], "columns": [(p.x0, p.x1) for p in parts[0]],
-        "min_polygon_pixels": opts.min_polygon_pixels, "geociss": __version__,
-    })
+    digest = run_hash(
+        {
+            "model": model.key,
+            "input": [str(path.resolve()), st.st_size, st.st_mtime_ns],
+            "tile": grid.tile,
+            "overlap": grid.overlap,
+            "margin": grid.margin,
+            "tta": opts.tta,
+            "outputs": [p.name for p in outs.files()],
+            "columns": [(p.x0, p.x1) for p in parts[0]],
+            "min_polygon_pixels": opts.min_polygon_pixels,
+            "geociss": __version__,
+        }
+    )
     return Job(source, grid, outs, digest, parts)
 
 
 def compute(
-    job: Job, model: LoadedModel, predictor: Predictor, opts: PredictOptions, batch_size: int,
-    *, piece: int | None = None, tag: str = "", on_flush: Callable[[int], None] | None = None,
+    job: Job,
+    model: LoadedModel,
+    predictor: Predictor,
+    opts: PredictOptions,
+    batch_size: int,
+    *,
+    piece: int | None = None,
+    tag: str = "",
+    on_flush: Callable[[int], None] | None = None,
 ) -> StreamStats:
     """Stream the parts of ``job`` (all, or row range ``piece``) into partial files.
 
@@ -153,7 +138,11 @@ def compute(
     keys = [p.key for p in parts]
     digest = job.digest if not tag else run_hash({"job": job.digest, "tag": tag, "parts": keys})
     state = PartialSet.open(
-        job.outs.partials(tag), job.profiles(model), job.outs.rank_sidecar(tag), digest, parts,
+        job.outs.partials(tag),
+        job.profiles(model),
+        job.outs.rank_sidecar(tag),
+        digest,
+        parts,
         info={
             "input": str(job.source.path.resolve()),
             "model": model.name,
@@ -169,9 +158,15 @@ def compute(
         todo = state.remaining(part)
         if todo is not None:
             stats += stream_part(
-                dataset, predictor, todo, state.writer(part, on_flush),
-                channels=model.num_classes, batch_size=batch_size, workers=workers,
-                confidence=opts.confidence, probabilities=opts.probabilities,
+                dataset,
+                predictor,
+                todo,
+                state.writer(part, on_flush),
+                channels=model.num_classes,
+                batch_size=batch_size,
+                workers=workers,
+                confidence=opts.confidence,
+                probabilities=opts.probabilities,
             )
     return stats
 
@@ -198,9 +193,16 @@ def publish(job: Job, model: LoadedModel, opts: PredictOptions) -> list[Path]:
 
         write_polygons(outs.classes, outs.gpkg, model.style, opts.min_polygon_pixels)
     files = outs.files()
-    mark_done(outs.sidecar, job.digest, files, {
-        "input": str(job.source.path.resolve()), "model": model.name, "settings": opts.describe(),
-    })
+    mark_done(
+        outs.sidecar,
+        job.digest,
+        files,
+        {
+            "input": str(job.source.path.resolve()),
+            "model": model.name,
+            "settings": opts.describe(),
+        },
+    )
     outs.remove_partials()
     return files
 
@@ -239,8 +241,13 @@ def default_workers() -> int:
 
 
 def predict_one(
-    path: Path, model: LoadedModel, predictor: Predictor, opts: PredictOptions, out_dir: Path,
-    batch_size: int, on_flush: Callable[[int], None] | None = None,
+    path: Path,
+    model: LoadedModel,
+    predictor: Predictor,
+    opts: PredictOptions,
+    out_dir: Path,
+    batch_size: int,
+    on_flush: Callable[[int], None] | None = None,
 ) -> FileResult:
     """Predict one input; its errors become a ``failed`` result, not an exception.
 
@@ -252,8 +259,12 @@ def predict_one(
     try:
         job = prepare(path, model, opts, out_dir)
         if finished(job.outs.sidecar, job.digest):
-            return FileResult(str(path), "skipped", seconds=time.perf_counter() - start,
-                              outputs=[str(p) for p in job.outs.files()])
+            return FileResult(
+                str(path),
+                "skipped",
+                seconds=time.perf_counter() - start,
+                outputs=[str(p) for p in job.outs.files()],
+            )
         try:
             stats = compute(job, model, predictor, opts, batch_size, on_flush=on_flush)
         except GeocissError:
@@ -264,76 +275,33 @@ def predict_one(
         return FileResult(str(path), "failed", str(err), seconds=time.perf_counter() - start)
     except (RasterioError, OSError) as err:
         detail = error_detail(err)
-        return FileResult(str(path), "failed", f"{path}: cannot write the outputs in "
-                          f"{out_dir}: {detail}", seconds=time.perf_counter() - start)
+        return FileResult(
+            str(path),
+            "failed",
+            f"{path}: cannot write the outputs in {out_dir}: {detail}",
+            seconds=time.perf_counter() - start,
+        )
     return FileResult(
-        str(path), "written", tiles=stats.tiles, skipped_tiles=stats.skipped,
-        seconds=time.perf_counter() - start, outputs=[str(p) for p in files],
+        str(path),
+        "written",
+        tiles=stats.tiles,
+        skipped_tiles=stats.skipped,
+        seconds=time.perf_counter() - start,
+        outputs=[str(p) for p in files],
     )
 
 
-def expand_inputs(
-    items: Sequence[str | Path], out_dir: Path
-) -> tuple[list[Path], list[FileResult]]:
-    """Turn files, folders (their ``.tif``/``.tiff`` files) and glob patterns into files.
-
-    Outputs of an earlier run lying in ``out_dir`` are never taken as inputs. Two inputs with
-    the same file name (their outputs would collide) fail, all but the first.
-
-    Returns:
-        ``(files, failures)``: the inputs to predict, and a failed result per input that is
-        missing, an empty folder, a pattern matching nothing, or a colliding name.
-    """
-    files: list[Path] = []
-    failures: list[FileResult] = []
-    for item in items:
-        found, problem = _expand_one(str(item), out_dir)
-        if problem:
-            failures.append(FileResult(str(item), "failed", f"{item}: {problem}"))
-        files.extend(found)
-    seen: set[Path] = set()
-    stems: dict[str, Path] = {}
-    for f in files:
-        if f.resolve() in seen:
-            continue
-        seen.add(f.resolve())
-        if f.stem in stems:
-            problem = f"output name {f.stem!r} collides with input {stems[f.stem]}; rename one"
-            failures.append(FileResult(str(f), "failed", f"{f}: {problem}"))
-            continue
-        stems[f.stem] = f
-    return list(stems.values()), failures
-
-
-def _expand_one(item: str, out_dir: Path) -> tuple[list[Path], str | None]:
-    """The files of one input argument, or the reason there are none."""
-    path = Path(item)
-    if path.is_file():
-        return [path], None
-    if path.is_dir():
-        found = sorted(f for f in path.iterdir() if f.suffix.lower() in RASTER_SUFFIXES)
-        found = [f for f in found if f.is_file() and not _is_output(f, out_dir)]
-        return found, None if found else "folder holds no .tif/.tiff rasters"
-    if glob.has_magic(item):
-        found = sorted(Path(f) for f in glob.glob(item, recursive=True))
-        found = [
-            f for f in found
-            if f.is_file() and f.suffix.lower() not in SIDECAR_SUFFIXES
-            and ".partial" not in f.name and not _is_output(f, out_dir)
-        ]
-        return found, None if found else "no file matches this pattern"
-    return [], "input not found"
-
-
-def _is_output(path: Path, out_dir: Path) -> bool:
-    return path.parent.resolve() == out_dir.resolve() and path.stem.endswith(OUTPUT_SUFFIXES)
-
-
 def predict_many(
-    inputs: Sequence[str | Path], model: LoadedModel, opts: PredictOptions, out_dir: str | Path,
+    inputs: Sequence[str | Path],
+    model: LoadedModel,
+    opts: PredictOptions,
+    out_dir: str | Path,
     on_result: Callable[[FileResult], None] | None = None,
 ) -> list[FileResult]:
-    """Predict every input (in one process, or across ``opts.devices`` processes).
+    """Predict every input (in one process, across ``opts.devices`` processes, or as a rank).
+
+    In a process started by torchrun or srun (``RANK`` and ``WORLD_SIZE`` set), this process is
+    one rank of the job: see :mod:`geociss.inference.launch`.
 
     Args:
         inputs: files, folders and glob patterns.
@@ -348,8 +316,16 @@ def predict_many(
     Raises:
         LockedError: another live process writes one of the outputs (each input's class raster
             is locked, ``<name>_classes.tif.lock``, all before the first is predicted).
+        ConfigError: ``opts.devices`` above 1 in a launched rank, or a broken launch environment.
     """
     out_dir = Path(out_dir)
+    from geociss.inference.launch import Launch
+
+    launch = Launch.from_env()
+    if launch is not None:  # a rank of torchrun or srun
+        from geociss.inference.launch import predict_launched
+
+        return predict_launched(inputs, model, opts, out_dir, launch, on_result)
     out_dir.mkdir(parents=True, exist_ok=True)
     files, failures = expand_inputs(inputs, out_dir)
     for f in failures:
@@ -361,7 +337,10 @@ def predict_many(
 
 
 def _predict_files(
-    files: list[Path], model: LoadedModel, opts: PredictOptions, out_dir: Path,
+    files: list[Path],
+    model: LoadedModel,
+    opts: PredictOptions,
+    out_dir: Path,
     on_result: Callable[[FileResult], None] | None,
 ) -> list[FileResult]:
     """The body of :func:`predict_many` once the outputs are locked."""
