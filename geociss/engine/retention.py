@@ -8,6 +8,7 @@ sliding windows of full-tile evaluation (:mod:`geociss.engine.evaluate`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +21,12 @@ from geociss.data.normalise import band_column, normalise
 from geociss.data.records import TileRecord
 from geociss.engine.evaluate import _batches, owned_grid, owned_target
 from geociss.evaluation.retention import DEFAULT_THRESHOLD, Retention
+
+if TYPE_CHECKING:
+    from geociss.config.experiment import DataConfig
+    from geociss.data.scenarios import Scenario
+    from geociss.engine.bundle import StepBundle
+    from geociss.engine.data import ExperimentData
 
 NEW = 1
 """Value of the scoring look-up table for pixels labelled with a new class (left out)."""
@@ -165,4 +172,66 @@ def step_lut(eval_lut: np.ndarray, new_channels: Sequence[int]) -> np.ndarray:
     return lut
 
 
-__all__ = ["NEW", "agreement_over_tiles", "measure_retention", "scoring_lut", "step_lut"]
+def scenario_retention(
+    student: torch.nn.Module,
+    teacher: torch.nn.Module,
+    predict_student: Callable[[Tensor], Tensor],
+    prev: StepBundle,
+    scenario: Scenario,
+    step: int,
+    data: ExperimentData,
+    cfg: DataConfig,
+    device: str,
+    log: Callable[[str], None],
+) -> Retention:
+    """Retention of a scenario step on the run's validation tiles, logged as a table.
+
+    Args:
+        student: the model after ``step``.
+        teacher: the model before it.
+        predict_student: the step's method's inference rule.
+        prev: the bundle of the previous step (its inference rule predicts for the teacher).
+        scenario: the run's (training) scenario.
+        step: the incremental step (>= 1).
+        data: the run's data (validation tiles, normalisation).
+        cfg: the run's data settings (evaluation window, bands).
+        device: where both models run.
+        log: where the table and any warning go.
+    """
+    from geociss.engine.assess import predict_rule
+
+    retention = measure_retention(
+        student,
+        teacher,
+        predict_student,
+        predict_rule(prev),
+        scenario.channel_names[: scenario.seen_channels(step - 1)],
+        scenario.seen_channels(step),
+        data.val_tiles,
+        scenario.schema,
+        step_lut(scenario.eval_lut(step), scenario.new_channels(step)),
+        data.mean,
+        data.std,
+        scope=f"validation tiles ({len(data.val_tiles)})",
+        size=cfg.eval_tile,
+        overlap=cfg.eval_overlap,
+        batch_size=max(1, cfg.batch_size // 2),
+        device=device,
+        bands=cfg.bands,
+    )
+    log(f"step {step}: old classes kept from the previous model's map")
+    for line in retention.lines():
+        log(f"  {line}")
+    for line in retention.warnings():
+        log(f"warning: {line}")
+    return retention
+
+
+__all__ = [
+    "NEW",
+    "agreement_over_tiles",
+    "measure_retention",
+    "scenario_retention",
+    "scoring_lut",
+    "step_lut",
+]

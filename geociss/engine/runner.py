@@ -31,6 +31,7 @@ from geociss.engine.bundle_files import copy_atomic, load_or_discard
 from geociss.engine.data import ExperimentData
 from geociss.engine.evaluate import evaluate_tiles
 from geociss.engine.reports import write_config, write_history, write_step_reports
+from geociss.engine.run_folder import removed_unless_progress
 from geociss.engine.step import StepData, grow_student, prepare_step, training_device
 from geociss.engine.trainer import fit_step, resolve_precision
 from geociss.errors import ConfigError
@@ -139,7 +140,10 @@ class ScenarioRunner:
         Raises:
             LockedError: another live process runs into the same run folder.
         """
-        with OutputLock(self.run_dir, "geociss train", log=self.log):
+        with (
+            OutputLock(self.run_dir, "geociss train", log=self.log),
+            removed_unless_progress(self.run_dir),
+        ):
             for note in self.data_notes():
                 self.log(f"note: {note}")
             self.resolve_model()
@@ -333,42 +337,16 @@ class ScenarioRunner:
         return self.scores_from_confusion(cm, step)
 
     def retention(
-        self,
-        student: SegmentationModel,
-        teacher: SegmentationModel,
-        method: IncrementalMethod,
-        prev: StepBundle,
-        step: int,
+        self, student: SegmentationModel, teacher: SegmentationModel,
+        method: IncrementalMethod, prev: StepBundle, step: int,
     ) -> Retention:
         """How much of each old class the student keeps of the teacher's map (logged)."""
-        from geociss.engine.assess import predict_rule
-        from geociss.engine.retention import measure_retention, step_lut
+        from geociss.engine.retention import scenario_retention
 
-        data, cfg, scen = self.experiment_data(), self.config.data, self.train_scenario
-        old = scen.seen_channels(step - 1)
-        retention = measure_retention(
-            student,
-            teacher,
-            method.predict,
-            predict_rule(prev),
-            scen.channel_names[:old],
-            scen.seen_channels(step),
-            data.val_tiles,
-            self.schema,
-            step_lut(scen.eval_lut(step), scen.new_channels(step)),
-            data.mean,
-            data.std,
-            scope=f"validation tiles ({len(data.val_tiles)})",
-            size=cfg.eval_tile,
-            overlap=cfg.eval_overlap,
-            batch_size=max(1, cfg.batch_size // 2),
-            device=self._device(),
-            bands=cfg.bands,
-        )
-        self.log(f"step {step}: old classes kept from the previous model's map")
-        for line in [*(f"  {x}" for x in retention.lines()), *retention.warnings()]:
-            self.log(line if line.startswith("  ") else f"warning: {line}")
-        return retention
+        return scenario_retention(
+            student, teacher, method.predict, prev, self.train_scenario, step,
+            self.experiment_data(), self.config.data, self._device(), self.log,
+        )  # fmt: skip
 
     def scores_from_confusion(self, cm: np.ndarray, step: int) -> Scores:
         """Scores with the old/new split of the ORIGINAL scenario (joint included)."""
