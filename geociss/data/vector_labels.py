@@ -2,11 +2,13 @@
 
 The class of a polygon is read from one attribute (``class`` by default); its values are class
 names (case-insensitive) or class ids of the schema. Any other value is an error naming the file
-and the value. Polygons are reprojected to the image's CRS and burnt with
-:func:`rasterio.features.rasterize` (``all_touched=False``: a pixel belongs to a polygon when its
-centre does), in file order, so where polygons overlap **the later polygon wins**. Pixels that
-no polygon covers become the schema's background class (``unlabelled="background"``) or 255
-(``unlabelled="ignore"``).
+and the value. A GeoPackage written by ``geociss predict --vector`` reads back as labels as it
+is: its ``class`` column holds the class names, and its polygon layer is read, not the
+``layer_styles`` table of its embedded QGIS style. Polygons are reprojected to the image's CRS
+and burnt with :func:`rasterio.features.rasterize` (``all_touched=False``: a pixel belongs to a
+polygon when its centre does), in file order, so where polygons overlap **the later polygon
+wins**. Pixels that no polygon covers become the schema's background class
+(``unlabelled="background"``) or 255 (``unlabelled="ignore"``).
 
 Each image's rasterised label is written once into the cache folder as a tiled, compressed
 uint8 GeoTIFF holding class ids (nodata 255, with the schema's colours). Its file name carries a
@@ -33,6 +35,7 @@ VECTOR_SUFFIXES = frozenset({".gpkg", ".shp", ".geojson", ".json", ".fgb"})
 
 _SIDECARS = (".dbf", ".shx", ".prj", ".cpg")
 _POLYGONAL = frozenset({"Polygon", "MultiPolygon"})
+_STYLE_TABLE = "layer_styles"  # QGIS' table of embedded layer styles
 
 
 def is_vector(path: Path) -> bool:
@@ -60,6 +63,23 @@ def _class_id(value: Any, schema: ClassSchema) -> int | None:
         lowered = {n.lower(): i for i, n in enumerate(schema.names)}
         return lowered.get(text.lower())
     return None
+
+
+def _polygon_layer(path: Path) -> str | None:
+    """The layer to read: None (the first) unless the file lists a QGIS ``layer_styles`` table.
+
+    A GeoPackage with an embedded default style (every ``geociss predict --vector`` output)
+    lists ``layer_styles`` as a second layer; naming the other layer reads it without the
+    "More than one layer found" warning. A file with several other layers reads the first.
+    """
+    import pyogrio
+
+    try:
+        names = [str(name) for name, _ in pyogrio.list_layers(path)]
+    except Exception:  # unreadable: read_file reports it with the file name
+        return None
+    others = [name for name in names if name != _STYLE_TABLE]
+    return others[0] if len(others) == 1 and len(names) > 1 else None
 
 
 class VectorLabels:
@@ -110,7 +130,7 @@ class VectorLabels:
         import geopandas as gpd
 
         try:
-            frame = gpd.read_file(self.path, engine="pyogrio")
+            frame = gpd.read_file(self.path, engine="pyogrio", layer=_polygon_layer(self.path))
         except Exception as err:  # pyogrio/GDAL raise many types for unreadable files
             detail = " ".join(str(err).split())
             raise DataError(self.path, f"cannot read vector labels: {detail}") from None

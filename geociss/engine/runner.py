@@ -8,7 +8,8 @@ TensorBoard logs, ``metrics.json`` / ``metrics.csv`` and ``confusion.png``. The 
 A step whose bundle exists and whose config hash matches is skipped; an interrupted step
 resumes from its last checkpoint. Step 0 does not depend on the incremental method (unless the
 method changes step 0, as joint training does), so its bundle is cached under
-``<out>/.step0/<hash>/`` and shared by every method's run of the same data, model and scenario.
+``<out>/.step0/<hash>/`` and shared by every method's run of the same data, model and scenario
+(``step0/step0_cache.json`` names the entry; deleting the cache is safe: see bundle_files).
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from geociss.config.experiment import RUN_ONLY_TRAIN_KEYS, ExperimentConfig
 from geociss.data.classes import ClassSchema
 from geociss.data.scenarios import Scenario
 from geociss.engine.bundle import StepBundle, StepRecord
-from geociss.engine.bundle_files import copy_atomic, load_or_discard
+from geociss.engine.bundle_files import (
+    STEP0_DIR,
+    copy_atomic,
+    load_or_discard,
+    record_step0_entry,
+    step0_cache_note,
+)
 from geociss.engine.data import ExperimentData
 from geociss.engine.evaluate import evaluate_tiles
 from geociss.engine.reports import write_config, write_history, write_step_reports
@@ -191,15 +198,18 @@ class ScenarioRunner:
         if bundle is not None and bundle.steps[-1].info.get("config_hash") == digest:
             self.log(f"step {step}: up to date, skipped ({path})")
             return bundle
-        cache = self.config.out / ".step0" / digest / BUNDLE
+        cache = self.config.out / STEP0_DIR / digest / BUNDLE
         if step == 0 and cache.is_file() and load_or_discard(cache, self.log) is not None:
             self.log(f"step 0: reusing the shared step-0 model {cache}")
             bundle = StepBundle.load(copy_atomic(cache, path))  # atomic: never a truncated copy
             write_step_reports(self.step_dir(step), step, self.scores_of(bundle, step))
-            return bundle
-        bundle = self.train_step(step, digest)
+        else:
+            bundle = self.train_step(step, digest)
+            if step == 0:
+                copy_atomic(path, cache)
         if step == 0:
-            copy_atomic(path, cache)
+            record_step0_entry(self.step_dir(0), cache)
+            self.log(f"note: {step0_cache_note(self.config.out)}")
         return bundle
 
     def _device(self) -> str:

@@ -16,7 +16,9 @@ The prediction engine streams row bands into a tiled GTiff opened with :func:`cl
 Encoding of every raster here: uint8, nodata 255. Class rasters hold the class value (the model
 channel); probability rasters hold ``round(p * 254)`` with scale 1/254 and offset 0, so GIS
 software shows probabilities in 0-1. Class overviews use MODE resampling (a majority class,
-never an average of class ids); probability overviews use AVERAGE.
+never an average of class ids); probability overviews use AVERAGE. Overviews halve the raster
+while it is larger than a 512 px block, and a raster of 257-512 px (the demo's 512² maps) gets
+one level all the same (:data:`MIN_OVERVIEW_SIZE`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from geociss.io import atomic_path, atomic_write_text
 
 __all__ = [
     "BLOCK_SIZE",
+    "MIN_OVERVIEW_SIZE",
     "PROBABILITY_SCALE",
     "ClassStyle",
     "category_names_xml",
@@ -50,6 +53,10 @@ __all__ = [
 
 BLOCK_SIZE = 512
 """Tile size of the streamed GTiff and of the COG."""
+
+MIN_OVERVIEW_SIZE = 256
+"""A raster wider or taller than this gets at least one overview level (COG driver's
+``OVERVIEW_COUNT=1`` where its own rule, halving while larger than a block, makes none)."""
 
 PROBABILITY_SCALE = 1.0 / 254.0
 """Scale of the uint8 probability encoding: value 254 = probability 1, 255 = nodata."""
@@ -266,6 +273,7 @@ def _publish(
     from rasterio.errors import RasterioError
     from rasterio.shutil import copy
 
+    options = {**_overview_count(partial), **options}
     with atomic_path(out_tif) as tmp:
         try:
             copy(
@@ -282,6 +290,19 @@ def _publish(
     if not keep_partial:
         for leftover in (Path(partial), Path(f"{partial}.aux.xml")):
             leftover.unlink(missing_ok=True)
+
+
+def _overview_count(partial: Path) -> dict[str, str]:
+    """``OVERVIEW_COUNT=1`` for a raster of :data:`MIN_OVERVIEW_SIZE`-:data:`BLOCK_SIZE` px.
+
+    The COG driver adds levels only while the raster is larger than one block, so such a
+    raster would get none; larger rasters keep the driver's levels.
+    """
+    import rasterio
+
+    with rasterio.open(partial) as src:
+        size = max(src.width, src.height)
+    return {"OVERVIEW_COUNT": "1"} if MIN_OVERVIEW_SIZE < size <= BLOCK_SIZE else {}
 
 
 def _kind(out_tif: Path) -> str:

@@ -22,6 +22,22 @@ the polygons stay gap-free, non-overlapping and inside the valid area. Finally t
 are mapped to the raster CRS by its affine transform; a raster without one is mapped as QGIS
 draws it, x = column and y = -row (:data:`~geociss.inference.georef.PIXEL_SPACE`), so the
 polygons lie on the raster in QGIS.
+
+Areas. The polygons of one class cover the raster's pixels of that class exactly only with
+``tolerance=0`` and ``min_pixels`` 0 or 1. Two steps move area between classes, never in or out
+of the valid area (the total is exact): the sieve gives regions smaller than ``min_pixels`` to
+a neighbour, and the simplification moves each edge shared by two classes by less than the
+tolerance, so a class gains or loses at most ``tolerance`` times its boundary length (in
+pixels: at most one pixel of area per boundary pixel edge). Measured on 260×300 scenes
+(tests/inference/test_vector_areas.py): at most 0.03 pixel of area per boundary pixel edge,
+0.3 % of the class's pixel count for classes of thousands of pixels; single-pixel regions
+shrink to triangles of half a pixel.
+
+Reading the file. ``layer_styles`` (the embedded style) is a second table of the GeoPackage,
+and GDAL lists it as a layer: ``geopandas.read_file(gpkg)`` reads ``landcover`` (the first
+layer) but warns "More than one layer found". Pass ``layer="landcover"``. The table cannot be
+hidden: GDAL opens by name only the tables it lists, and QGIS finds the default style by
+opening ``layer_styles`` by name (tested with GDAL 3.6 and 3.12, QGIS 3.22).
 """
 
 from __future__ import annotations
@@ -46,6 +62,8 @@ LAYER = "landcover"
 """Name of the polygon layer in the GeoPackage."""
 
 GEOMETRY_COLUMN = "geom"
+CLASS_COLUMN = "class"
+"""Attribute holding the class name: the default ``--label-attribute`` of scan/extend/evaluate."""
 BAND_ROWS = 4096
 
 
@@ -71,8 +89,11 @@ def write_polygons(
         band_rows: rows read and polygonized at a time (bounds the raster memory).
 
     Returns:
-        The number of polygons written. Their attributes: ``class_id``, ``class_name`` and
-        ``area_m2`` (``area_px`` for a raster without a CRS).
+        The number of polygons written. Their attributes: ``class_id`` (the class raster value,
+        which the embedded style colours by), ``class`` (the class name, so the GeoPackage
+        reads back as labels with the default ``--label-attribute class``) and ``area_m2``
+        (``area_px`` for a raster without a CRS). The areas are the polygons' areas, which
+        differ from the class's pixel count by a few pixels per class (see the module doc).
 
     Raises:
         DataError: the raster is missing or unreadable, has more than one band, or holds class
@@ -215,7 +236,7 @@ def _simplify(geoms: Any, tol_px: float) -> Any:
 
 
 def _frame(geoms: Any, values: Any, style: ClassStyle, transform: Any, crs: Any) -> Any:
-    """GeoDataFrame in the raster CRS with class id, name and area."""
+    """GeoDataFrame in the raster CRS with class id, class name and area."""
     import geopandas as gpd
     import shapely
     from rasterio.errors import CRSError
@@ -227,7 +248,7 @@ def _frame(geoms: Any, values: Any, style: ClassStyle, transform: Any, crs: Any)
     world = shapely.transform(geoms, lambda xy: xy @ matrix.T + np.array([c, f]))
     data: dict[str, Any] = {
         "class_id": values.astype(np.int32),
-        "class_name": [style.names[int(v)] for v in values],
+        CLASS_COLUMN: [style.names[int(v)] for v in values],
     }
     frame = gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(world), crs=crs)
     if crs is None:

@@ -122,7 +122,7 @@ def test_geopackage_opens_with_its_embedded_style(qgis_report):
         for i, (name, color) in enumerate(zip(STYLE.names, STYLE.hex_colors, strict=True))
     ]
     assert layer["features"] == n
-    assert {"class_id", "class_name", "area_m2"} <= set(layer["fields"])
+    assert {"class_id", "class", "area_m2"} <= set(layer["fields"])
     assert layer["crs"] == "EPSG:32632"
 
 

@@ -78,10 +78,11 @@ def test_polygons_cover_every_valid_pixel_exactly_once(tmp_path, band_rows):
     frame = _read(gpkg)
     assert len(frame) == n > 10
     assert frame.crs.to_epsg() == 32632
-    assert list(frame.columns) == ["class_id", "class_name", "area_m2", "geometry"]
+    assert list(frame.columns) == ["class_id", "class", "area_m2", "geometry"]
     assert set(frame.geom_type) == {"Polygon"} and frame.is_valid.all()
-    assert all(STYLE.names[c] == name for c, name in zip(frame.class_id, frame.class_name,
-                                                         strict=True))
+    assert all(
+        STYLE.names[c] == name for c, name in zip(frame.class_id, frame["class"], strict=True)
+    )
     count, classes = _burn(frame, arr.shape)
     assert np.all(count[valid] == 1), "gaps or overlaps after simplification"
     assert np.all(count[~valid] == 0), "polygons spill into nodata"
