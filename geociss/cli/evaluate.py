@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from geociss.cli.options import NODATA_HELP
+
 _PATH = click.Path(path_type=Path)
 
 
@@ -74,6 +76,7 @@ def check_outputs(opts: dict[str, Any]) -> None:
     show_default=True,
     help="Class attribute of polygon labels.",
 )
+@click.option("--nodata", type=float, default=None, help=NODATA_HELP)
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def evaluate(**opts: Any) -> None:
     """Score a model on every pixel of labelled tiles (sliding windows over whole tiles).
@@ -113,6 +116,7 @@ def evaluate(**opts: Any) -> None:
         device=opts["device"],
         label_attribute=opts["label_attribute"],
         progress=not opts["no_progress"],
+        nodata=opts["nodata"],
     )
     scores = result.scores
     console.print(

@@ -47,6 +47,7 @@ def bundle_summary(bundle: Any) -> dict[str, Any]:
         "gsd": bundle.gsd,
         "mean": bundle.mean,
         "std": bundle.std,
+        "scaling": None if bundle.scaling is None else bundle.scaling.to_dict(),
         "created": bundle.created,
         "geociss_version": bundle.geociss_version,
         "weights_origin": bundle.weights_origin,
@@ -69,7 +70,8 @@ def info(bundle: Path, as_json: bool) -> None:
     from geociss.engine.bundle import StepBundle
     from geociss.evaluation import Retention, retention_table
 
-    summary = bundle_summary(StepBundle.load(bundle))
+    loaded = StepBundle.load(bundle)
+    summary = bundle_summary(loaded)
     if as_json:
         click.echo(json.dumps(summary, indent=1))
         return
@@ -80,6 +82,8 @@ def info(bundle: Path, as_json: bool) -> None:
         f"{summary['gsd'] if summary['gsd'] is not None else '-'} (geociss "
         f"{summary['geociss_version']}, {summary['created']})"
     )
+    if loaded.scaling is not None:
+        console.print(f"input scaling: {loaded.scaling.describe()}")
     table = Table(title="class history")
     for col in ("step", "classes added", "method", "old mIoU", "new mIoU", "all mIoU"):
         table.add_column(col, justify="right" if "mIoU" in col else "left")

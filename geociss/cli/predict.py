@@ -9,6 +9,8 @@ from typing import Any, NoReturn
 
 import click
 
+from geociss.cli.options import NODATA_HELP
+
 
 def _batch_size(_: click.Context, __: click.Parameter, value: str) -> int | str:
     if value == "auto":
@@ -111,6 +113,7 @@ def render_summary(results: list[Any], console: Any) -> None:
     help="Also write <name>_probabilities.tif (one band per class).",
 )
 @click.option("--vector", is_flag=True, help="Also write <name>.gpkg polygons.")
+@click.option("--nodata", type=float, default=None, help=NODATA_HELP)
 @click.option(
     "--devices",
     default=1,
@@ -148,6 +151,7 @@ def predict(
     confidence: bool,
     probabilities: bool,
     vector: bool,
+    nodata: float | None,
     devices: int,
     workers: int | None,
     buffer_mb: int,
@@ -186,6 +190,7 @@ def predict(
         confidence=confidence,
         probabilities=probabilities,
         vector=vector,
+        nodata=nodata,
         workers=workers,
         devices=devices,
         buffer_mb=buffer_mb,

@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from geociss.cli.options import NODATA_HELP
+
 DEFAULT_PRESET = "isprs"
 """The schema of a folder without ``--schema`` and without ``classes.yaml`` next to its images."""
 
@@ -160,6 +162,7 @@ def render(summary: dict[str, Any], console: Any) -> None:
     help="Write the summary as JSON to this file.",
 )
 @click.option("--no-cache", is_flag=True, help="Ignore and do not write the scan cache.")
+@click.option("--nodata", type=float, default=None, help=NODATA_HELP)
 @click.option(
     "--dataset",
     type=click.Choice(["potsdam", "vaihingen"]),
@@ -199,6 +202,7 @@ def scan(
     split: str,
     eroded: bool,
     exclude_tiles: str | None,
+    nodata: float | None,
 ) -> None:
     """Check a folder of GeoTIFF IMAGES and their LABELS (folder of rasters or polygon file).
 
@@ -241,6 +245,7 @@ def scan(
             unlabelled,
             chip_size,
             not no_cache,
+            nodata,
         )
     summary = catalog.summary()
     if summary["labels"] is not None:
@@ -318,6 +323,7 @@ def _folder(
     unlabelled: str,
     chip_size: int | None,
     cache: bool,
+    nodata: float | None = None,
 ) -> tuple[Any, str]:
     """The catalogue of an image folder and its labels, and where its schema came from."""
     from geociss.data.catalog import Catalog
@@ -335,5 +341,6 @@ def _folder(
             chip_size=chip_size,
             cache=cache,
             progress=True,
+            nodata=nodata,
         )
     return catalog, origin

@@ -7,6 +7,7 @@ runs in, as paths given on the command line are.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -88,12 +89,35 @@ class DataConfig(BaseModel):
         "alpha band). model.in_channels follows their count; the bundle records them, so "
         "extend, evaluate and predict read the same bands.",
     )
-    normalization: Literal["bands", "imagenet"] = Field(
+    normalization: Literal["bands", "imagenet", "fixed"] = Field(
         default="bands",
         description="Input scaling: 'bands' (mean and standard deviation of each band over the "
-        "training tiles) or 'imagenet' (the ImageNet mean/std that pretrained encoders were "
-        "trained with, for 8-bit RGB in the first three bands; any further band by its own "
-        "statistics). Stored in the bundle, so predict scales the same way.",
+        "valid pixels of the training tiles), 'imagenet' (the ImageNet mean/std that pretrained "
+        "encoders were trained with, for 8-bit RGB in the first three bands; any further band by "
+        "its own statistics) or 'fixed' ((x - data.offset) / data.scale, no statistics). Stored "
+        "in the bundle, so evaluate, extend and predict scale the same way.",
+    )
+    scale: float | list[float] | None = Field(
+        default=None,
+        description="normalization: fixed only: divide by this, one value or one per band "
+        "(e.g. 10000 for reflectance stored as integers); required with fixed.",
+    )
+    offset: float | list[float] | None = Field(
+        default=None,
+        description="normalization: fixed only: subtract this before dividing by data.scale, "
+        "one value or one per band (default 0).",
+    )
+    clip_percentiles: list[float] | None = Field(
+        default=None,
+        description="[low, high] percentiles (0-100), e.g. [2, 98]: each band is clipped to "
+        "these percentiles of the training tiles' valid pixels before scaling; the bounds are "
+        "stored in the bundle. Default: no clipping.",
+    )
+    nodata: float | None = Field(
+        default=None,
+        description="Nodata value of images whose files carry no nodata tag (pixels where every "
+        "band equals it are invalid: ignored in training, statistics and scores). A tag in the "
+        "file wins. predict, evaluate and scan take it as --nodata.",
     )
     label_attribute: str = Field(default="class", description="Class attribute of vector labels.")
     chip_size: int | None = Field(
@@ -110,6 +134,28 @@ class DataConfig(BaseModel):
     )
     eval_tile: int = Field(default=512, ge=16, description="Sliding-window size for evaluation.")
     eval_overlap: int = Field(default=64, ge=0, description="Overlap of evaluation windows.")
+
+    @model_validator(mode="after")
+    def _check_scaling(self) -> DataConfig:
+        fixed = self.normalization == "fixed"
+        if fixed and self.scale is None:
+            raise ValueError("data.normalization: fixed needs data.scale (e.g. 10000)")
+        if not fixed and (self.scale is not None or self.offset is not None):
+            raise ValueError("data.scale and data.offset need data.normalization: fixed")
+        for name, value in (("scale", self.scale), ("offset", self.offset)):
+            values = [value] if isinstance(value, int | float) else value or []
+            if not all(math.isfinite(v) for v in values) or (name == "scale" and value == []):
+                raise ValueError(f"data.{name} must be finite numbers, got {value}")
+            if name == "scale" and any(v <= 0 for v in values):
+                raise ValueError(f"data.scale must be above 0, got {value}")
+        clip = self.clip_percentiles
+        if clip is not None and (len(clip) != 2 or not 0 <= clip[0] < clip[1] <= 100):
+            raise ValueError(
+                f"data.clip_percentiles must be [low, high] with 0 <= low < high <= 100, got {clip}"
+            )
+        if self.nodata is not None and not math.isfinite(self.nodata):
+            raise ValueError(f"data.nodata must be a finite number, got {self.nodata}")
+        return self
 
     @model_validator(mode="after")
     def _check_source(self) -> DataConfig:

@@ -12,6 +12,7 @@ differ in size and CRS (:attr:`Catalog.crs` is then None).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +30,8 @@ from geociss.errors import ConfigError, DataError
 
 
 def _options(
-    bands: Sequence[int] | None, expected_bands: int | None, chip_size: int | None
+    bands: Sequence[int] | None, expected_bands: int | None, chip_size: int | None,
+    nodata: float | None = None,
 ) -> ScanOptions:
     if bands is not None:
         if not bands or any(int(b) < 1 for b in bands):
@@ -39,7 +41,11 @@ def _options(
         raise ConfigError(f"expected_bands must be at least 1, got {expected_bands}")
     if chip_size is not None and chip_size < 1:
         raise ConfigError(f"chip_size must be a positive number of pixels, got {chip_size}")
-    return ScanOptions(bands=bands, expected_bands=expected_bands, chip_size=chip_size)
+    if nodata is not None and not math.isfinite(nodata):
+        raise ConfigError(f"nodata must be a finite number, got {nodata}")
+    return ScanOptions(
+        bands=bands, expected_bands=expected_bands, chip_size=chip_size, nodata=nodata
+    )
 
 
 def _reindexed(rec: TileRecord, index: int) -> TileRecord:
@@ -81,6 +87,7 @@ class Catalog:
         bands: Sequence[int] | None = None, expected_bands: int | None = None,
         label_attribute: str = "class", unlabelled: Literal["background", "ignore"] = "background",
         chip_size: int | None = None, cache: bool = True, progress: bool = False,
+        nodata: float | None = None,
     ) -> Catalog:
         """Pair, validate and read an image folder and its labels.
 
@@ -97,12 +104,13 @@ class Catalog:
             chip_size: cut tiles into chip regions of this size (default: one region per tile).
             cache: read and write the manifest cache.
             progress: show a progress bar while files are read.
+            nodata: nodata value of images whose file declares none (a tag in the file wins).
 
         Raises:
             DataError: a missing, unreadable or inconsistent file (the message names it).
             ConfigError: contradictory options.
         """
-        options = _options(bands, expected_bands, chip_size)
+        options = _options(bands, expected_bands, chip_size, nodata)
         images = Path(images).absolute()
         labels = None if labels is None else Path(labels).absolute()
         vector = None
@@ -118,6 +126,7 @@ class Catalog:
             "image_glob": image_glob, "label_glob": label_glob, "bands": options.bands,
             "expected_bands": expected_bands, "schema": schema.to_dict(), "chip_size": chip_size,
             "unlabelled": unlabelled, "label_attribute": label_attribute if vector else None,
+            **({"nodata": nodata} if nodata is not None else {}),
         })
         tiles = _collect(pairs, schema, options, key, vector, cache, progress)
         catalog = cls(tiles, schema, images, labels, chip_size)

@@ -3,11 +3,13 @@
 The readers (:class:`geociss.data.reader.WindowReader` for training and evaluation,
 :class:`geociss.inference.source.TileDataset` for ``predict``) hand over raw band values with
 every invalid pixel (nodata, NaN, masked by an alpha band or an internal mask, outside the
-raster) set to NaN. :func:`normalise` scales the bands, ``(x - mean) / std``, and turns NaN into
-0: an invalid pixel enters the network as the band mean of the training data, the most neutral
-value there is, instead of a raw 0 that is several standard deviations away (about -6 sigma for
-uint16 reflectance) and changes the class of valid pixels far around it. Labels ignore invalid
-pixels (255) and every output of ``predict`` writes nodata there.
+raster) set to NaN. :func:`normalise` clips the bands to the model's clip bounds, if any
+(``data.clip_percentiles``), scales them, ``(x - mean) / std`` (with ``data.normalization:
+fixed`` the mean is the offset and the std the scale, :mod:`geociss.data.scaling`), and turns
+NaN into 0: an invalid pixel enters the network as the band mean of the training data, the most
+neutral value there is, instead of a raw 0 that is several standard deviations away (about -6
+sigma for uint16 reflectance) and changes the class of valid pixels far around it. Labels ignore
+invalid pixels (255) and every output of ``predict`` writes nodata there.
 
 Windows that run past the raster edge (an image smaller than the window or tile) are
 reflect-padded by both readers, after the invalid pixels were set to NaN, so ``evaluate`` scores
@@ -21,6 +23,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from geociss.data.scaling import Clip
+
 
 def band_column(values: Sequence[float], device: str | torch.device = "cpu") -> Tensor:
     """Per-band values as a float32 ``(1, C, 1, 1)`` tensor on ``device``."""
@@ -29,10 +33,30 @@ def band_column(values: Sequence[float], device: str | torch.device = "cpu") -> 
     )
 
 
+def input_columns(
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    clip: Clip | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+    """``(mean, inv_std, low, high)`` columns for :func:`normalise` (None where not given)."""
+    m = None if mean is None else band_column(mean, device)
+    inv = None if std is None else band_column(std, device).reciprocal()
+    if clip is None:
+        return m, inv, None, None
+    return m, inv, band_column(clip[0], device), band_column(clip[1], device)
+
+
 def normalise(
-    image: Tensor, mean: Tensor | None, inv_std: Tensor | None, *, inplace: bool = False
+    image: Tensor,
+    mean: Tensor | None,
+    inv_std: Tensor | None,
+    *,
+    inplace: bool = False,
+    low: Tensor | None = None,
+    high: Tensor | None = None,
 ) -> Tensor:
-    """``(image - mean) * inv_std`` in float32, with NaN (invalid pixels) set to 0.
+    """``(clip(image, low, high) - mean) * inv_std`` in float32, with NaN (invalid) set to 0.
 
     Args:
         image: ``(B, C, H, W)`` raw band values: float32 with NaN at invalid pixels, or an
@@ -41,6 +65,8 @@ def normalise(
         inv_std: :func:`band_column` of the reciprocal per-band standard deviation (None: 1).
             A reciprocal, multiplied, so that every caller rounds the same way.
         inplace: ``image`` may be overwritten when it is float32.
+        low: :func:`band_column` of the per-band lower clip bound (None: no clipping).
+        high: the upper clip bound (given with ``low``). NaN stays NaN.
 
     Returns:
         The normalised float32 batch (``image`` itself when ``inplace`` and float32).
@@ -48,6 +74,9 @@ def normalise(
     own = inplace and image.dtype == torch.float32
     x = image if image.dtype == torch.float32 else image.float()
     own = own or x is not image
+    if low is not None and high is not None:
+        x = x.clamp_(low, high) if own else torch.clamp(x, low, high)
+        own = True
     if mean is not None:
         x = x.sub_(mean) if own else x - mean
         own = True
@@ -59,4 +88,4 @@ def normalise(
     return x
 
 
-__all__ = ["band_column", "normalise"]
+__all__ = ["band_column", "input_columns", "normalise"]

@@ -149,13 +149,14 @@ class WindowReader:
             if nodata is not None and _maps_to_ignore(self.schema, nodata, need, encoded):
                 nodata = None
             return _Source(src, list(range(1, need + 1)), nodata)
+        nodata = record.nodata if src.nodata is None else src.nodata  # --nodata for untagged
         if self.bands is not None:
             if max(self.bands) > src.count:
                 src.close()
                 raise DataError(path, f"has {src.count} band(s); bands {self.bands} requested")
-            return _Source(src, self.bands, src.nodata)
+            return _Source(src, self.bands, nodata)
         indexes = [i + 1 for i, ci in enumerate(src.colorinterp) if ci != ColorInterp.alpha]
-        return _Source(src, indexes or [1], src.nodata)
+        return _Source(src, indexes or [1], nodata)
 
     def close(self) -> None:
         """Close the handles this process opened (they reopen on the next read)."""

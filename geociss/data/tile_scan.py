@@ -57,12 +57,15 @@ class ScanOptions:
             band counts as an image band when this equals the file's band count).
         chip_size: side of the square chip regions, or None for one region per tile.
         band_rows: rows read at once (bounds memory: rows x width x bands values).
+        nodata: nodata value of images whose file declares none (``--nodata``,
+            ``data.nodata``); a nodata tag in the file wins.
     """
 
     bands: tuple[int, ...] | None = None
     expected_bands: int | None = None
     chip_size: int | None = None
     band_rows: int = 1024
+    nodata: float | None = None
 
 
 @contextlib.contextmanager
@@ -150,7 +153,7 @@ def _image_info(src: Any, path: Path, options: ScanOptions, alpha_as_data: bool)
     )
     crs = src.crs.to_wkt() if src.crs else None
     transform = tuple(float(v) for v in src.transform[:6]) if crs else IDENTITY
-    nodata = None if src.nodata is None else float(src.nodata)
+    nodata = options.nodata if src.nodata is None else float(src.nodata)
     return _ImageInfo(indexes, dtypes.pop(), crs, transform, nodata, tagged, internal)  # type: ignore[arg-type]
 
 

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from geociss.data.classes import IGNORE_INDEX, ClassSchema
 from geociss.data.records import TileRecord
+from geociss.data.scaling import Clip
 from geociss.engine.bundle import StepBundle
 from geociss.engine.evaluate import evaluate_tiles, owned_grid
 from geociss.errors import ConfigError, DataError
@@ -59,6 +60,11 @@ def bundle_normalisation(bundle: StepBundle) -> tuple[list[float], list[float]]:
     if bundle.mean is None or bundle.std is None:
         raise DataError(bundle.source, "bundle has no input normalisation (mean/std)")
     return list(bundle.mean), list(bundle.std)
+
+
+def bundle_clip(bundle: StepBundle) -> Clip | None:
+    """The clip bounds the model was trained with (None: none, or an older bundle)."""
+    return None if bundle.scaling is None else bundle.scaling.clip
 
 
 def bundle_bands(bundle: StepBundle) -> list[int] | None:
@@ -154,6 +160,7 @@ def confusion_over_tiles(
         "batch_size": batch_size,
         "device": device,
         "bands": bundle_bands(bundle),
+        "clip": bundle_clip(bundle),
     }
     args = (model, predict, tiles, schema, lut, num_channels, mean, std)
     if not progress:
@@ -267,6 +274,7 @@ def assess_bundle(
     device: str = "auto",
     label_attribute: str = "class",
     progress: bool = True,
+    nodata: float | None = None,
 ) -> Assessment:
     """Score ``bundle`` on every tile of ``images`` labelled by ``labels`` (folder or polygons).
 
@@ -282,6 +290,7 @@ def assess_bundle(
         device: ``auto``, ``cpu`` or ``cuda``.
         label_attribute: class attribute of vector labels.
         progress: show progress bars.
+        nodata: nodata value of images whose files declare none (``--nodata``).
     """
     from geociss.data.catalog import Catalog
 
@@ -296,6 +305,7 @@ def assess_bundle(
         label_attribute=label_attribute,
         unlabelled="background" if schema.background_id is not None else "ignore",
         progress=progress,
+        nodata=nodata,
     )
     if not catalog.tiles:
         raise DataError(images, "no image found to evaluate on")

@@ -8,7 +8,8 @@ Layout of the file:
 * metadata: ``{"geociss": <JSON>}`` with the format version, the geociss version, the creation
   time, the model config, the class schema, the step history (the class of every channel each
   step added, the method, the data fingerprint, metrics and free-form info), the input
-  normalisation (mean/std per band), band names, ground sampling distance and the scenario.
+  normalisation (mean/std per band; ``scaling``: method and clip bounds), band names, ground
+  sampling distance and the scenario.
 
 Loading reads the file with ``safetensors.safe_open``: nothing is ever unpickled. Tensors that
 share storage (tied or aliased weights) are cloned on save, since safetensors refuses shared
@@ -35,6 +36,7 @@ from pydantic import ValidationError
 from geociss import __version__
 from geociss.config.validation import describe_validation_error
 from geociss.data.classes import ClassSchema
+from geociss.data.scaling import Scaling
 from geociss.errors import DataError, GeocissError, state_dict_mismatch
 from geociss.integrity import check_normalization, tensor_checksum
 from geociss.io import atomic_path
@@ -115,6 +117,7 @@ class StepBundle:
         extra_tensors: named tensors a method keeps next to the model (CPU).
         mean: per-band mean used to normalise the input, or None.
         std: per-band standard deviation, or None.
+        scaling: how the input is scaled (:mod:`geociss.data.scaling`), or None (older bundles).
         bands: band names in input order (e.g. ``["red", "green", "blue", "nir"]``).
         gsd: ground sampling distance in metres, or None.
         scenario: the scenario description (``Scenario.to_dict()``), or None.
@@ -136,6 +139,7 @@ class StepBundle:
     extra_tensors: dict[str, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
     mean: list[float] | None = None
     std: list[float] | None = None
+    scaling: Scaling | None = None
     bands: list[str] = field(default_factory=list)
     gsd: float | None = None
     scenario: dict[str, Any] | None = None
@@ -159,6 +163,8 @@ class StepBundle:
         for name, values in (("mean", self.mean), ("std", self.std), ("bands", self.bands or None)):
             if values is not None and len(values) != n:
                 raise ValueError(f"{name} has {len(values)} entries for {n} input bands")
+        if self.scaling is not None:
+            self.scaling.check(n)
         clash = [k for k in self.state_dict if k.startswith(EXTRA_PREFIX)]
         if clash:
             raise ValueError(f"model state keys must not start with {EXTRA_PREFIX!r}: {clash[0]}")
@@ -195,6 +201,7 @@ class StepBundle:
             "classes_per_step": self.classes_per_step,
             "steps": [s.to_dict() for s in self.steps],
             "normalization": {"mean": self.mean, "std": self.std},
+            "scaling": None if self.scaling is None else self.scaling.to_dict(),
             "bands": list(self.bands),
             "gsd": self.gsd,
             "scenario": self.scenario,
@@ -342,6 +349,7 @@ class StepBundle:
                 },
                 mean=_floats(norm.get("mean")),
                 std=_floats(norm.get("std")),
+                scaling=Scaling.from_dict(meta.get("scaling")),
                 bands=[str(b) for b in meta.get("bands", [])],
                 gsd=None if meta.get("gsd") is None else float(meta["gsd"]),
                 scenario=meta.get("scenario"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
@@ -18,6 +18,7 @@ from geociss.data.classes import ClassSchema
 from geociss.data.dataset import Collate, WindowDataset
 from geociss.data.records import BandStats, Region, TileRecord
 from geociss.data.samplers import RandomWindowSampler
+from geociss.data.scaling import Clip, Scaling, clipped_statistics, per_band, sample_windows
 from geociss.data.scenarios import Scenario
 from geociss.errors import DataError
 from geociss.integrity import check_normalization
@@ -72,6 +73,63 @@ def training_band_stats(catalog: Catalog, indexes: Sequence[int]) -> BandStats:
         ) from None
 
 
+def input_scaling(
+    cfg: DataConfig, catalog: Catalog, indexes: Sequence[int]
+) -> tuple[Scaling, list[float], list[float]]:
+    """The scaling of ``data.normalization`` with the mean/std that :func:`normalise` applies.
+
+    ``bands``: statistics of the training tiles (of the clipped values with
+    ``data.clip_percentiles``); ``imagenet``: the ImageNet numbers; ``fixed``: mean = offset and
+    std = scale, so that ``(x - mean) / std`` is ``(x - offset) / scale``.
+
+    Raises:
+        DataError: no valid training pixel, or scaling values that do not fit the bands.
+    """
+    stats = training_band_stats(catalog, indexes)
+    mean, std = list(stats.mean), list(stats.std)
+    n = len(mean)
+    clip = None
+    if cfg.clip_percentiles is not None:
+        clip, clipped_mean, clipped_std = _clip_bounds(cfg, catalog, indexes)
+        if cfg.normalization == "bands":
+            mean, std = clipped_mean, clipped_std
+    if cfg.normalization == "imagenet":
+        mean, std = imagenet_scaling(catalog, mean, std)
+    offset = scale = None
+    if cfg.normalization == "fixed":
+        assert cfg.scale is not None  # DataConfig's validation
+        try:
+            offset = per_band(0.0 if cfg.offset is None else cfg.offset, n, "offset")
+            scale = per_band(cfg.scale, n, "scale")
+        except ValueError as err:
+            raise DataError(catalog.images_dir, str(err)) from None
+        mean, std = list(offset), list(scale)
+    scaling = Scaling(cfg.normalization, offset, scale, cfg.clip_percentiles, clip)
+    return scaling, mean, std
+
+
+def _clip_bounds(
+    cfg: DataConfig, catalog: Catalog, indexes: Sequence[int]
+) -> tuple[Clip, list[float], list[float]]:
+    """Clip bounds at ``data.clip_percentiles`` of sampled valid training pixels."""
+    from geociss.data.reader import WindowReader
+
+    assert cfg.clip_percentiles is not None
+    reader = WindowReader(catalog.tiles, catalog.schema, bands=cfg.bands)
+    chunks = []
+    try:
+        for i in indexes:
+            for window in sample_windows(i, catalog.tiles[i]):
+                image, _, valid = reader.read(window)
+                chunks.append(image[:, valid])
+    finally:
+        reader.close()
+    try:
+        return clipped_statistics(np.concatenate(chunks, axis=1), cfg.clip_percentiles)
+    except ValueError as err:
+        raise DataError(catalog.images_dir, f"data.clip_percentiles: {err}") from None
+
+
 def holdout(stem: str, fraction: float) -> bool:
     """Deterministic train/validation assignment of a tile from its stem (stable across runs)."""
     digest = hashlib.sha1(stem.encode("utf-8")).digest()
@@ -89,6 +147,8 @@ class ExperimentData:
         val_tiles: the validation tiles.
         mean: per-band mean of the training tiles.
         std: per-band standard deviation of the training tiles.
+        scaling: how the input is scaled (:mod:`geociss.data.scaling`); ``mean``/``std`` are
+            what :func:`~geociss.data.normalise.normalise` applies after its clip bounds.
     """
 
     schema: ClassSchema
@@ -97,6 +157,7 @@ class ExperimentData:
     val_tiles: list[TileRecord]
     mean: list[float]
     std: list[float]
+    scaling: Scaling = field(default_factory=Scaling)
 
     @classmethod
     def load(cls, cfg: DataConfig, schema: ClassSchema, progress: bool = False) -> ExperimentData:
@@ -107,6 +168,7 @@ class ExperimentData:
             "bands": cfg.bands,
             "label_attribute": cfg.label_attribute,
             "progress": progress,
+            "nodata": cfg.nodata,
         }
         val: Catalog | None = None
         if cfg.dataset is not None:  # an official distribution (data/README.md)
@@ -133,10 +195,7 @@ class ExperimentData:
             val_tiles = [t for t, h in zip(train.tiles, held, strict=True) if h] or list(
                 train.tiles
             )
-        stats = training_band_stats(train, train_idx)
-        mean, std = list(stats.mean), list(stats.std)
-        if cfg.normalization == "imagenet":
-            mean, std = imagenet_scaling(train, mean, std)
+        scaling, mean, std = input_scaling(cfg, train, train_idx)
         check_normalization(
             mean,
             std,
@@ -144,7 +203,7 @@ class ExperimentData:
             train.images_dir,
             f"computed from the training tile(s) {_tile_names(train, train_idx)}",
         )
-        return cls(schema, train, train_idx, val_tiles, mean, std)
+        return cls(schema, train, train_idx, val_tiles, mean, std, scaling)
 
     def regions(self) -> list[Region]:
         """Regions of the training tiles (chips when ``data.chip_size`` is set)."""

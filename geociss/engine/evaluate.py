@@ -23,9 +23,10 @@ from torch.utils.data import DataLoader
 
 from geociss.data.classes import IGNORE_INDEX, ClassSchema
 from geociss.data.dataset import Collate, WindowDataset
-from geociss.data.normalise import band_column, normalise
+from geociss.data.normalise import input_columns, normalise
 from geociss.data.records import TileRecord, Window
 from geociss.data.samplers import grid_origins
+from geociss.data.scaling import Clip
 from geociss.evaluation.confusion import ConfusionAccumulator
 
 
@@ -78,6 +79,7 @@ def evaluate_tiles(
     device: str | torch.device = "cpu",
     bands: Sequence[int] | None = None,
     progress: Callable[[int], None] | None = None,
+    clip: Clip | None = None,
 ) -> np.ndarray:
     """Confusion matrix (rows: ground truth) of a model over whole tiles.
 
@@ -97,6 +99,7 @@ def evaluate_tiles(
         device: where the model runs.
         bands: 1-based image bands to read.
         progress: called with the number of windows done after each batch.
+        clip: per-band ``(low, high)`` clip bounds before normalising (the bundle's), or None.
     """
     device = torch.device(device)
     grid = owned_grid(tiles, size, overlap)
@@ -109,7 +112,7 @@ def evaluate_tiles(
         collate_fn=Collate(lut),
         num_workers=num_workers,
     )
-    m, inv = band_column(mean, device), band_column(std, device).reciprocal()
+    m, inv, low, high = input_columns(mean, std, clip, device)
     # one process evaluates the whole set: no cross-process reduction, even under DDP
     acc = ConfusionAccumulator(num_channels, device=device, sync=False)
     was_training = model.training
@@ -118,7 +121,10 @@ def evaluate_tiles(
     try:
         with torch.inference_mode():
             for chunk, batch in zip(_batches(grid, batch_size), loader, strict=True):
-                x = normalise(batch["image"].to(device, non_blocking=True), m, inv, inplace=True)
+                x = normalise(
+                    batch["image"].to(device, non_blocking=True), m, inv, inplace=True,
+                    low=low, high=high,
+                )
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                     logits = model(x).logits
                 pred = predict(logits.float())

@@ -151,7 +151,9 @@ def _data_config(req: ExtendRequest, bundle: StepBundle) -> DataConfig:
     """
     from geociss.engine.assess import bundle_bands
 
-    return req.data.model_copy(update={"bands": bundle_bands(bundle)})
+    # the bundle's scaling applies; the new images' statistics only feed warn_statistics
+    plain = {"normalization": "bands", "scale": None, "offset": None, "clip_percentiles": None}
+    return req.data.model_copy(update={"bands": bundle_bands(bundle), **plain})
 
 
 def _load_data(
@@ -228,6 +230,7 @@ def _digest(plan: _Plan) -> str:
 
 def _train(plan: _Plan, mean: list[float], std: list[float], progress: bool) -> SegmentationModel:
     """Grow the bundle's model by the new classes and fit the step; return the student."""
+    from geociss.engine.assess import bundle_clip
     from geociss.engine.trainer import fit_step
 
     req, step, k = plan.req, plan.step, len(plan.ids)
@@ -236,7 +239,8 @@ def _train(plan: _Plan, mean: list[float], std: list[float], progress: bool) -> 
     lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
     lut[: k + 1] = [0, *range(old, old + k)]
     cfg = _data_config(req, plan.bundle)
-    data = StepData(plan.data.train.tiles, plan.labels, plan.regions, lut, cfg, mean, std)
+    clip = bundle_clip(plan.bundle)
+    data = StepData(plan.data.train.tiles, plan.labels, plan.regions, lut, cfg, mean, std, clip)
     module, dm = prepare_step(
         student,
         teacher,
@@ -257,7 +261,7 @@ def _train(plan: _Plan, mean: list[float], std: list[float], progress: bool) -> 
 
 def _retention(plan: _Plan, student: SegmentationModel) -> Retention:
     """Old-class agreement of the student with the input model on the evaluation tiles."""
-    from geociss.engine.assess import bundle_bands, bundle_normalisation, predict_rule
+    from geociss.engine.assess import bundle_bands, bundle_clip, bundle_normalisation, predict_rule
     from geociss.engine.retention import measure_retention, scoring_lut
 
     req, k = plan.req, len(plan.ids)
@@ -281,6 +285,7 @@ def _retention(plan: _Plan, student: SegmentationModel) -> Retention:
         batch_size=max(1, req.data.batch_size // 2),
         device=str(training_device(req.train)),
         bands=bundle_bands(plan.bundle),
+        clip=bundle_clip(plan.bundle),
     )
 
 
@@ -327,6 +332,7 @@ def _extended_bundle(
         extra_tensors=plan.method.extra_tensors(),
         mean=bundle.mean,
         std=bundle.std,
+        scaling=bundle.scaling,
         bands=list(bundle.bands),
         gsd=bundle.gsd,
         scenario=scenario,

@@ -17,8 +17,9 @@ from torch.utils.data import DataLoader
 
 from geociss.data.classes import IGNORE_INDEX, ClassSchema
 from geociss.data.dataset import Collate, WindowDataset
-from geociss.data.normalise import band_column, normalise
+from geociss.data.normalise import input_columns, normalise
 from geociss.data.records import TileRecord
+from geociss.data.scaling import Clip
 from geociss.engine.evaluate import _batches, owned_grid, owned_target
 from geociss.evaluation.retention import DEFAULT_THRESHOLD, Retention
 
@@ -49,6 +50,7 @@ def agreement_over_tiles(
     batch_size: int = 4,
     device: str | torch.device = "cpu",
     bands: Sequence[int] | None = None,
+    clip: Clip | None = None,
 ) -> np.ndarray:
     """Pixel counts ``A[teacher channel, student channel]`` over the tiles.
 
@@ -69,6 +71,7 @@ def agreement_over_tiles(
         batch_size: windows per forward pass.
         device: where both models run.
         bands: 1-based image bands to read.
+        clip: per-band ``(low, high)`` clip bounds before normalising, or None.
     """
     device = torch.device(device)
     grid = owned_grid(tiles, size, overlap)
@@ -78,7 +81,7 @@ def agreement_over_tiles(
         sampler=[g.window for g in grid],  # type: ignore[arg-type]
         collate_fn=Collate(lut),
     )
-    m, inv = band_column(mean, device), band_column(std, device).reciprocal()
+    m, inv, low, high = input_columns(mean, std, clip, device)
     n_t, n_s = shape
     counts = torch.zeros(n_t * n_s, dtype=torch.int64, device=device)
     modes = (student.training, teacher.training)
@@ -87,7 +90,7 @@ def agreement_over_tiles(
     try:
         with torch.inference_mode():
             for chunk, batch in zip(_batches(grid, batch_size), loader, strict=True):
-                x = normalise(batch["image"].to(device), m, inv, inplace=True)
+                x = normalise(batch["image"].to(device), m, inv, inplace=True, low=low, high=high)
                 t = predict_teacher(teacher(x).logits.float())
                 st = predict_student(student(x).logits.float())
                 keep = owned_target(batch["mask"], chunk).to(device) == 0
@@ -134,7 +137,7 @@ def measure_retention(
 ) -> Retention:
     """:class:`Retention` of the old channels ``old_names`` of ``student`` against ``teacher``.
 
-    ``kwargs``: ``size``, ``overlap``, ``batch_size``, ``device``, ``bands`` of
+    ``kwargs``: ``size``, ``overlap``, ``batch_size``, ``device``, ``bands``, ``clip`` of
     :func:`agreement_over_tiles`. Both models are moved to the device and back to the CPU.
     """
     device = kwargs.get("device", "cpu")
@@ -213,6 +216,7 @@ def scenario_retention(
         data.mean,
         data.std,
         scope=f"validation tiles ({len(data.val_tiles)})",
+        clip=data.scaling.clip,
         size=cfg.eval_tile,
         overlap=cfg.eval_overlap,
         batch_size=max(1, cfg.batch_size // 2),

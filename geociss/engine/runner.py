@@ -248,7 +248,8 @@ class ScenarioRunner:
             f"{len(regions)} region(s) with {cfg.method.name}"
         )
         step_data = StepData(
-            data.train.tiles, self.schema, regions, lut, cfg.data, data.mean, data.std
+            data.train.tiles, self.schema, regions, lut, cfg.data, data.mean, data.std,
+            data.scaling.clip,
         )
         module, dm = prepare_step(
             student,
@@ -315,6 +316,7 @@ class ScenarioRunner:
             extra_tensors=method.extra_tensors(),
             mean=data.mean,
             std=data.std,
+            scaling=data.scaling,
             bands=bands,
             gsd=_gsd(data),
             scenario=self.scenario.to_dict(),
@@ -342,6 +344,7 @@ class ScenarioRunner:
             batch_size=max(1, cfg.batch_size // 2),
             device=device,
             bands=cfg.bands,
+            clip=data.scaling.clip,
         )
         model.to("cpu")
         return self.scores_from_confusion(cm, step)

@@ -20,6 +20,7 @@ import torch
 from geociss.config.experiment import DataConfig, TrainConfig
 from geociss.data.classes import ClassSchema
 from geociss.data.records import Region, TileRecord
+from geociss.data.scaling import Clip
 from geociss.engine.bundle import StepBundle
 from geociss.methods.base import IncrementalMethod
 
@@ -41,6 +42,7 @@ class StepData:
         cfg: sampling settings (patch size, batch size, windows per epoch, workers, bands).
         mean: per-band normalisation mean.
         std: per-band normalisation standard deviation.
+        clip: per-band ``(low, high)`` clip bounds before normalising, or None.
     """
 
     tiles: Sequence[TileRecord]
@@ -50,6 +52,7 @@ class StepData:
     cfg: DataConfig
     mean: list[float]
     std: list[float]
+    clip: Clip | None = None
 
 
 def training_device(train: TrainConfig) -> torch.device:
@@ -107,10 +110,13 @@ def prepare_step(
             data.mean,
             data.std,
             device,
+            clip=data.clip,
         )
         method.prepass(teacher.to(device), batches)
         teacher.to("cpu")
-    module = IncrementalStep(student, teacher, method, train, data.mean, data.std, step)
+    module = IncrementalStep(
+        student, teacher, method, train, data.mean, data.std, step, clip=data.clip
+    )
     dm = StepDataModule(
         data.tiles, data.schema, data.regions, data.lut, data.cfg, train.seed + 1000 * step
     )

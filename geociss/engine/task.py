@@ -17,7 +17,8 @@ import torch
 from torch import Tensor
 
 from geociss.config.experiment import TrainConfig
-from geociss.data.normalise import normalise
+from geociss.data.normalise import band_column, normalise
+from geociss.data.scaling import Clip
 from geociss.engine.augment import AugmentConfig, BatchAugment
 from geociss.methods.base import IncrementalMethod
 from geociss.models.segmenter import SegmentationModel
@@ -45,6 +46,7 @@ class IncrementalStep(L.LightningModule):
         mean: per-band mean of the raw image values (normalisation).
         std: per-band standard deviation.
         step: index of the step (for logs).
+        clip: per-band ``(low, high)`` bounds clipped before normalising, or None.
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class IncrementalStep(L.LightningModule):
         mean: Sequence[float],
         std: Sequence[float],
         step: int = 0,
+        clip: Clip | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -68,6 +71,9 @@ class IncrementalStep(L.LightningModule):
             "mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1)
         )
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+        low, high = (None, None) if clip is None else (band_column(clip[0]), band_column(clip[1]))
+        self.register_buffer("clip_low", low)
+        self.register_buffer("clip_high", high)
         if train.channels_last:
             self.model.to(memory_format=torch.channels_last)
             if self.teacher is not None:
@@ -80,7 +86,9 @@ class IncrementalStep(L.LightningModule):
 
         :func:`geociss.data.normalise.normalise`, the rule of evaluation and ``predict`` too.
         """
-        x = normalise(image, self.mean, self.std.reciprocal())
+        x = normalise(
+            image, self.mean, self.std.reciprocal(), low=self.clip_low, high=self.clip_high
+        )
         return (
             x.contiguous(memory_format=torch.channels_last) if self.train_cfg.channels_last else x
         )

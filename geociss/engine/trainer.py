@@ -22,9 +22,10 @@ from torch.utils.data import DataLoader
 from geociss.config.experiment import DataConfig, TrainConfig
 from geociss.data.classes import ClassSchema
 from geociss.data.dataset import Collate, WindowDataset
-from geociss.data.normalise import band_column, normalise
+from geociss.data.normalise import input_columns, normalise
 from geociss.data.records import Region, TileRecord
 from geociss.data.samplers import GridWindowSampler
+from geociss.data.scaling import Clip
 
 
 def resolve_precision(train: TrainConfig) -> str:
@@ -177,6 +178,7 @@ def prepass_batches(
     mean: list[float],
     std: list[float],
     device: torch.device,
+    clip: Clip | None = None,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """The step's regions as unaugmented, normalised batches (for a method's pre-pass)."""
     sampler = GridWindowSampler(regions, cfg.patch_size, cfg.patch_size)
@@ -187,9 +189,9 @@ def prepass_batches(
         collate_fn=Collate(lut),
         num_workers=cfg.num_workers,
     )
-    m, inv = band_column(mean, device), band_column(std, device).reciprocal()
+    m, inv, low, high = input_columns(mean, std, clip, device)
     for batch in loader:
         yield {
-            "image": normalise(batch["image"].to(device), m, inv, inplace=True),
+            "image": normalise(batch["image"].to(device), m, inv, inplace=True, low=low, high=high),
             "mask": batch["mask"].to(device),
         }

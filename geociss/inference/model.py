@@ -11,12 +11,14 @@ build one around any fully-convolutional network.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from geociss.data.scaling import Clip
 from geociss.errors import ConfigError, DataError
 from geociss.inference.grid import check_tiling
 from geociss.inference.plan import DEFAULT_BUFFER_MB
@@ -47,6 +49,7 @@ class PredictOptions:
         buffer_mb: row-band buffer budget per stream in MiB (wider rasters use column groups).
         device: ``cpu``, ``cuda``, ``cuda:1``... (None: CUDA when available).
         min_polygon_pixels: polygons smaller than this are merged into a neighbour.
+        nodata: nodata value of inputs whose files declare none (``--nodata``), or None.
     """
 
     tile: int = 512
@@ -62,6 +65,7 @@ class PredictOptions:
     buffer_mb: int = DEFAULT_BUFFER_MB
     device: str | None = None
     min_polygon_pixels: int = 16
+    nodata: float | None = None
 
     def __post_init__(self) -> None:
         check_tiling(self.tile, self.overlap, self.margin)
@@ -74,6 +78,8 @@ class PredictOptions:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
         if self.buffer_mb < 1:
             raise ConfigError(f"buffer_mb must be at least 1, got {self.buffer_mb}")
+        if self.nodata is not None and not math.isfinite(self.nodata):
+            raise ConfigError(f"--nodata must be a finite number, got {self.nodata}")
 
     def describe(self) -> dict[str, Any]:
         """The settings that shape the outputs, as JSON (recorded in the run sidecar)."""
@@ -95,6 +101,7 @@ class LoadedModel:
         style: names and colours of the class values.
         mean: per-band normalisation mean, or None.
         std: per-band normalisation std, or None.
+        clip: per-band ``(low, high)`` clip bounds before normalising, or None.
         bands: band names (for messages).
         band_indexes: 1-based bands to read, or None (every band but alpha).
         key: content hash identifying the model.
@@ -109,6 +116,7 @@ class LoadedModel:
     style: ClassStyle
     mean: list[float] | None = None
     std: list[float] | None = None
+    clip: Clip | None = None
     bands: list[str] = field(default_factory=list)
     band_indexes: list[int] | None = None
     key: str = ""
@@ -123,7 +131,7 @@ class LoadedModel:
         Raises:
             DataError: missing or invalid bundle, or one without input normalisation.
         """
-        from geociss.engine.assess import bundle_bands, bundle_normalisation
+        from geociss.engine.assess import bundle_bands, bundle_clip, bundle_normalisation
         from geociss.engine.bundle import StepBundle
 
         path = Path(path)
@@ -134,7 +142,8 @@ class LoadedModel:
         return cls(
             module=bundle.build_model(), in_channels=bundle.model_config.in_channels,
             num_classes=len(bundle.channels), style=ClassStyle.from_bundle(bundle),
-            mean=mean, std=std, bands=list(bundle.bands), band_indexes=bundle_bands(bundle),
+            mean=mean, std=std, clip=bundle_clip(bundle), bands=list(bundle.bands),
+            band_indexes=bundle_bands(bundle),
             key=file_digest(path), name=path.name, probabilities_fn=_method_rule(bundle),
             source=path.resolve(),
         )
@@ -142,7 +151,8 @@ class LoadedModel:
     def predictor(self, opts: PredictOptions, device: str | None = None) -> Predictor:
         """A :class:`Predictor` for this model under ``opts`` (``device`` overrides)."""
         return Predictor(
-            self.module, mean=self.mean, std=self.std, device=device or opts.device,
+            self.module, mean=self.mean, std=self.std, clip=self.clip,
+            device=device or opts.device,
             tta=opts.tta, probabilities_fn=self.probabilities_fn,
         )
 

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from geociss.data.normalise import band_column, normalise
+from geociss.data.normalise import input_columns, normalise
+from geociss.data.scaling import Clip
 from geociss.errors import ConfigError
 
 TTA_MODES = ("none", "flip", "d4")
@@ -111,6 +112,7 @@ class Predictor:
         model: a segmentation network; ``model(x)`` returns logits or an object with ``.logits``.
         mean: per-band mean subtracted from the raw values (None: 0).
         std: per-band standard deviation the values are divided by (None: 1).
+        clip: per-band ``(low, high)`` bounds the raw values are clipped to first (None: none).
         device: where to run (default: CUDA when available, else CPU).
         tta: ``none``, ``flip`` or ``d4``.
         probabilities_fn: logits -> probabilities (default softmax).
@@ -126,6 +128,7 @@ class Predictor:
         *,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        clip: Clip | None = None,
         device: str | torch.device | None = None,
         tta: str = "none",
         probabilities_fn: ProbabilitiesFn | None = None,
@@ -140,8 +143,9 @@ class Predictor:
         model = model.eval().to(self.device)
         self.model = model.to(memory_format=torch.channels_last) if cuda else model
         self.probabilities_fn = probabilities_fn or softmax_probabilities
-        self._mean = None if mean is None else band_column(mean, self.device)
-        self._inv_std = None if std is None else band_column(std, self.device).reciprocal()
+        self._mean, self._inv_std, self._low, self._high = input_columns(
+            mean, std, clip, self.device
+        )
         self._elementwise_threads = 1 if self.device.type == "cpu" else None
 
     def elementwise(self) -> AbstractContextManager[None]:
@@ -172,7 +176,10 @@ class Predictor:
         with self.elementwise():
             x = images.to(self.device, non_blocking=True)
             # the caller's batch is never modified; NaN (invalid pixels) becomes 0 = band mean
-            x = normalise(x, self._mean, self._inv_std, inplace=x is not images)
+            x = normalise(
+                x, self._mean, self._inv_std, inplace=x is not images, low=self._low,
+                high=self._high,
+            )
         total: torch.Tensor | None = None
         for view in self.views:
             v = view.forward(x)

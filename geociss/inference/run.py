@@ -89,7 +89,9 @@ def prepare(
         DataError: the input is missing, unreadable or does not match the model.
         ConfigError: invalid tile settings.
     """
-    source = RasterInput.open(path, model.in_channels, model.bands, model.band_indexes)
+    source = RasterInput.open(
+        path, model.in_channels, model.bands, model.band_indexes, nodata=opts.nodata
+    )
     grid = TileGrid.build(source.height, source.width, opts.tile, opts.overlap, opts.margin)
     outs = OutputPaths.for_input(out_dir, path.stem, opts)
     parts = plan_parts(grid, model.num_classes, opts.buffer_mb * 2**20, BLOCK_SIZE, row_pieces)
@@ -105,6 +107,7 @@ def prepare(
             "outputs": [p.name for p in outs.files()],
             "columns": [(p.x0, p.x1) for p in parts[0]],
             "min_polygon_pixels": opts.min_polygon_pixels,
+            **({"nodata": opts.nodata} if opts.nodata is not None else {}),
             "geociss": __version__,
         }
     )

@@ -80,7 +80,7 @@ class RasterInput:
     @classmethod
     def open(
         cls, path: str | Path, in_channels: int, bands: list[str] | None = None,
-        indexes: list[int] | None = None,
+        indexes: list[int] | None = None, nodata: float | None = None,
     ) -> RasterInput:
         """Check ``path`` and decide which bands feed a model with ``in_channels`` inputs.
 
@@ -89,6 +89,7 @@ class RasterInput:
             in_channels: the model's input bands.
             bands: the model's band names, for the error message.
             indexes: 1-based bands to read (default: every band but alpha, see above).
+            nodata: nodata value when the file declares none (``--nodata``; a tag wins).
 
         Raises:
             DataError: unreadable file, or a band count that does not match the model.
@@ -123,7 +124,8 @@ class RasterInput:
             georef = src.crs is not None or has_transform  # an explicit identity is kept
             return cls(
                 path=path, width=int(src.width), height=int(src.height), indexes=tuple(indexes),
-                dtype=str(src.dtypes[indexes[0] - 1]), nodata=src.nodata, has_mask=has_mask,
+                dtype=str(src.dtypes[indexes[0] - 1]),
+                nodata=nodata if src.nodata is None else src.nodata, has_mask=has_mask,
                 crs=src.crs, transform=src.transform if georef else None,
             )
 

@@ -1,0 +1,9 @@
+"""Help texts of options that several commands share."""
+
+from __future__ import annotations
+
+NODATA_HELP = (
+    "Nodata value of images whose files carry no nodata tag: pixels where every band equals "
+    "it are invalid (left out of scores, written as nodata). A nodata tag in the file wins."
+)
+"""``--nodata`` of ``scan``, ``evaluate`` and ``predict`` (``data.nodata`` in a config)."""
