@@ -262,3 +262,55 @@ def test_ctrl_c_mid_fit_ends_train_with_130(tmp_path):
         "interrupted (SIGINT): geociss train stopped; run the same command again to resume"
     )
     assert_nothing_half_written(tmp_path)
+
+
+# ------------------------------------------------- predict: loader workers and stderr
+
+
+def children_of(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (Linux ``/proc``; zombies are not counted)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_sigterm_ends_predict_and_its_loader_workers_at_once(tmp_path, scene):
+    src, a, _, _ = scene
+    args = predict_args(a, tmp_path / "out", src)
+    args[args.index("--workers") + 1] = "1"
+    pause = tmp_path / "pause"
+    run = start(*args, cwd=tmp_path, pause=pause)
+    wait_for(pause / "predict-flushed.reached", run)
+    workers = children_of(run.pid)
+    assert workers, "predict --workers 1 should have a loader worker"
+    run.send_signal(signal.SIGTERM)
+    run.communicate(timeout=120)
+    assert run.returncode == 143
+    deadline = time.monotonic() + 2.0  # the issue saw workers linger 5-7 s
+    while any(Path(f"/proc/{w}").exists() and _alive(w) for w in workers):
+        assert time.monotonic() < deadline, "a loader worker outlived predict by > 2 s"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_a_non_georeferenced_input_prints_no_warnings(tmp_path, scene):
+    _, a, _, _ = scene
+    image = np.random.default_rng(1).integers(0, 256, (3, 80, 96), dtype=np.uint8)
+    src = write_tif(tmp_path / "in" / "plain.tif", image, crs=None, transform=None)
+    run = start(*predict_args(a, tmp_path / "out", src), "--vector", cwd=tmp_path)
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 0, stdout + stderr
+    assert "Warning" not in stderr and "NotGeoreferenced" not in stderr, stderr

@@ -39,7 +39,8 @@ def stop_before_training(monkeypatch):
     def stop(*_, **__):
         raise DataError(None, "stopped before training")
 
-    monkeypatch.setattr(ScenarioRunner, "run_step", stop)
+    # the first thing after the notes: the data are read to size the model's input bands
+    monkeypatch.setattr(ScenarioRunner, "resolve_model", stop)
 
 
 def train(config: str):
