@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from test_step0_cache import config, scenes
 
 import geociss.engine.runner as runner_mod
 from geociss.engine.run_folder import holds_progress, removed_unless_progress
 from geociss.engine.runner import ScenarioRunner
 from geociss.errors import ConfigError
-
-from test_step0_cache import config, scenes
 
 
 def test_a_new_folder_without_progress_is_removed(tmp_path):
