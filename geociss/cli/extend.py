@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from geociss.cli.options import NODATA_HELP
+
 
 def split_list(text: str | None, option: str) -> list[str] | None:
     """``'a, b'`` → ``['a', 'b']`` (None stays None); an empty item is an error."""
@@ -66,7 +68,7 @@ def _request(opts: dict[str, Any]) -> Any:
         "eval_tile": opts["eval_tile"],
         "eval_overlap": opts["eval_overlap"],
     }
-    for key in ("patch_size", "batch_size", "samples_per_epoch"):
+    for key in ("patch_size", "batch_size", "samples_per_epoch", "nodata"):
         if opts[key] is not None:
             data[key] = opts[key]
     train: dict[str, Any] = {"seed": opts["seed"]}
@@ -141,6 +143,7 @@ _PATH = click.Path(path_type=Path)
     show_default=True,
     help="Class attribute of polygon labels.",
 )
+@click.option("--nodata", type=float, default=None, help=NODATA_HELP)
 @click.option(
     "--val-fraction",
     type=float,

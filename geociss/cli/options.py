@@ -6,4 +6,4 @@ NODATA_HELP = (
     "Nodata value of images whose files carry no nodata tag: pixels where every band equals "
     "it are invalid (left out of scores, written as nodata). A nodata tag in the file wins."
 )
-"""``--nodata`` of ``scan``, ``evaluate`` and ``predict`` (``data.nodata`` in a config)."""
+"""``--nodata`` of ``scan``, ``evaluate``, ``extend`` and ``predict`` (``data.nodata``)."""

@@ -117,7 +117,7 @@ class DataConfig(BaseModel):
         default=None,
         description="Nodata value of images whose files carry no nodata tag (pixels where every "
         "band equals it are invalid: ignored in training, statistics and scores). A tag in the "
-        "file wins. predict, evaluate and scan take it as --nodata.",
+        "file wins. predict, evaluate, extend and scan take it as --nodata.",
     )
     label_attribute: str = Field(default="class", description="Class attribute of vector labels.")
     chip_size: int | None = Field(

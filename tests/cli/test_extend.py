@@ -261,3 +261,25 @@ def test_info_shows_where_the_initial_weights_came_from(extended):
     assert json.loads(info.output)["weights_origin"] == {"source": "none"}
     text = run("info", out)
     assert "initial encoder weights: none (trained from random initialisation)" in text.output
+
+
+def test_nodata_declares_invalid_pixels_of_untagged_images(tmp_path):
+    root = tiles(tmp_path, [0, 7, 9], n=3)
+    import rasterio
+
+    for path in (root / "images").glob("*.tif"):  # files without a nodata tag
+        with rasterio.open(path, "r+") as dst:
+            image = dst.read()
+            image[:, :16, :16] = 0
+            dst.write(image)
+    model = make_bundle(tmp_path / "m.safetensors")
+    scored = {}
+    for extra in ([], ["--nodata", "0"]):
+        out = tmp_path / f"o{len(extra)}.safetensors"
+        args = ["extend", "--model", model, "--images", root / "images", "--labels",
+                root / "labels", "--out", out, "--new-classes", "car,pool",
+                "--label-values", "7,9", *FAST, *extra]  # fmt: skip
+        res = run(*args)
+        assert res.exit_code == 0, res.output
+        scored[len(extra)] = np.asarray(StepBundle.load(out).steps[1].metrics["confusion"]).sum()
+    assert scored[0] - scored[2] == 16 * 16  # the held-out tile's zero block is left out
