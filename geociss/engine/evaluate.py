@@ -102,39 +102,63 @@ def evaluate_tiles(
         clip: per-band ``(low, high)`` clip bounds before normalising (the bundle's), or None.
     """
     device = torch.device(device)
-    grid = owned_grid(tiles, size, overlap)
-    dataset = WindowDataset(tiles, schema, bands=bands)
-    windows = [g.window for g in grid]
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=windows,  # type: ignore[arg-type]
-        collate_fn=Collate(lut),
-        num_workers=num_workers,
-    )
-    m, inv, low, high = input_columns(mean, std, clip, device)
     # one process evaluates the whole set: no cross-process reduction, even under DDP
     acc = ConfusionAccumulator(num_channels, device=device, sync=False)
     was_training = model.training
     model.eval()
     autocast = device.type == "cuda"
+    batches = owned_batches(
+        tiles, schema, lut, mean, std, size=size, overlap=overlap, batch_size=batch_size,
+        num_workers=num_workers, device=device, bands=bands, clip=clip,
+    )  # fmt: skip
     try:
         with torch.inference_mode():
-            for chunk, batch in zip(_batches(grid, batch_size), loader, strict=True):
-                x = normalise(
-                    batch["image"].to(device, non_blocking=True), m, inv, inplace=True,
-                    low=low, high=high,
-                )
+            for chunk, x, target in batches:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                     logits = model(x).logits
-                pred = predict(logits.float())
-                target = owned_target(batch["mask"], chunk).to(device)
-                acc.update(pred, target)
+                acc.update(predict(logits.float()), target)
                 if progress is not None:
                     progress(len(chunk))
     finally:
         model.train(was_training)
     return acc.compute()
+
+
+def owned_batches(
+    tiles: Sequence[TileRecord],
+    schema: ClassSchema,
+    lut: np.ndarray,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    size: int,
+    overlap: int,
+    batch_size: int,
+    device: torch.device,
+    num_workers: int = 0,
+    bands: Sequence[int] | None = None,
+    clip: Clip | None = None,
+) -> Iterator[tuple[list[OwnedWindow], Tensor, Tensor]]:
+    """``(windows, normalised images, owned targets)`` per batch of the tiles' owned grid.
+
+    Labels go through ``lut``; every pixel outside a window's owned part is 255 in its
+    target, so each pixel of the tiles is scored exactly once. Iterate under
+    ``torch.inference_mode()`` (images are normalised in place).
+    """
+    grid = owned_grid(tiles, size, overlap)
+    loader = DataLoader(
+        WindowDataset(tiles, schema, bands=bands),
+        batch_size=batch_size,
+        sampler=[g.window for g in grid],  # type: ignore[arg-type]
+        collate_fn=Collate(lut),
+        num_workers=num_workers,
+    )
+    m, inv, low, high = input_columns(mean, std, clip, device)
+    for chunk, batch in zip(_batches(grid, batch_size), loader, strict=True):
+        x = normalise(
+            batch["image"].to(device, non_blocking=True), m, inv, inplace=True, low=low, high=high
+        )
+        yield chunk, x, owned_target(batch["mask"], chunk).to(device)
 
 
 def owned_target(mask: Tensor, chunk: Sequence[OwnedWindow]) -> Tensor:

@@ -13,14 +13,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
 from geociss.data.classes import IGNORE_INDEX, ClassSchema
-from geociss.data.dataset import Collate, WindowDataset
-from geociss.data.normalise import input_columns, normalise
 from geociss.data.records import TileRecord
 from geociss.data.scaling import Clip
-from geociss.engine.evaluate import _batches, owned_grid, owned_target
+from geociss.engine.evaluate import owned_batches
 from geociss.evaluation.retention import DEFAULT_THRESHOLD, Retention
 
 if TYPE_CHECKING:
@@ -74,26 +71,21 @@ def agreement_over_tiles(
         clip: per-band ``(low, high)`` clip bounds before normalising, or None.
     """
     device = torch.device(device)
-    grid = owned_grid(tiles, size, overlap)
-    loader = DataLoader(
-        WindowDataset(tiles, schema, bands=bands),
-        batch_size=batch_size,
-        sampler=[g.window for g in grid],  # type: ignore[arg-type]
-        collate_fn=Collate(lut),
-    )
-    m, inv, low, high = input_columns(mean, std, clip, device)
     n_t, n_s = shape
     counts = torch.zeros(n_t * n_s, dtype=torch.int64, device=device)
     modes = (student.training, teacher.training)
     student.eval()
     teacher.eval()
+    batches = owned_batches(
+        tiles, schema, lut, mean, std, size=size, overlap=overlap, batch_size=batch_size,
+        device=device, bands=bands, clip=clip,
+    )  # fmt: skip
     try:
         with torch.inference_mode():
-            for chunk, batch in zip(_batches(grid, batch_size), loader, strict=True):
-                x = normalise(batch["image"].to(device), m, inv, inplace=True, low=low, high=high)
+            for _, x, target in batches:
                 t = predict_teacher(teacher(x).logits.float())
                 st = predict_student(student(x).logits.float())
-                keep = owned_target(batch["mask"], chunk).to(device) == 0
+                keep = target == 0
                 idx = t[keep].long() * n_s + st[keep].long()
                 counts += torch.bincount(idx, minlength=n_t * n_s)
     finally:
