@@ -7,6 +7,14 @@ are MiB's. ``L_UCD`` contrasts the student's ASPP features of the batch's pixels
 and with the teacher's, weighted by the teacher's uncertainty
 (:func:`~geociss.losses.contrastive.uncertainty_contrastive_loss`).
 
+Which feature: UCD's network is DeepLab-v3, whose classifier reads the ASPP output at
+1/output_stride, and that is the feature its loss contrasts. ``embedding: context`` (default)
+contrasts that ASPP output with any head; with the DeepLab-v3+ decoder the teacher's logits,
+which the decoder produces at 1/4, are area-averaged to the ASPP grid for the mixed labels and
+uncertainty weights. ``embedding: head`` contrasts the classifier's input instead (the decoder's
+1/4 output with DeepLab-v3+: 16× the pixels, so the anchors × contrast matrix is up to 256× larger
+and ``max_pixels`` subsamples it). Without a decoder both are the same tensor.
+
 UCD's code also freezes the first step's classifier at every step ("freeze cls0 for pascal");
 ``freeze_base_classifier`` reproduces it, off by default since the paper does not describe it.
 """
@@ -14,8 +22,9 @@ UCD's code also freezes the first step's classifier at every step ("freeze cls0 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
+import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
@@ -54,6 +63,12 @@ class UCDParams(MiBParams):
         description="Reproduce UCD's code, which max-shifts the positive similarity but not "
         "the negatives' sum (up-weights negatives by about e^(1/τ)); for matching numbers only.",
     )
+    embedding: Literal["context", "head"] = Field(
+        default="context",
+        description="Feature contrasted: 'context' (the ASPP output at 1/output_stride, as in "
+        "UCD's DeepLab-v3) or 'head' (the classifier's input: the decoder's 1/4 output with "
+        "deeplabv3plus). The same tensor without a decoder.",
+    )
     freeze_base_classifier: bool = Field(
         default=False,
         description="Freeze step 0's classifier at steps ≥ 1, as UCD's code does for Pascal VOC.",
@@ -74,13 +89,17 @@ class UCD(MiB):
         """The teacher runs at steps ≥ 1 when either distillation term is on."""
         return super().uses_teacher() or self._contrast()
 
+    def _tap(self) -> str:
+        """The model feature named by ``embedding``."""
+        return "context" if self.params.embedding == "context" else "aspp"
+
     def student_features(self) -> set[str]:
-        """MiB's tensors plus the ASPP output at steps ≥ 1."""
-        return super().student_features() | ({"aspp"} if self._contrast() else set())
+        """MiB's tensors plus the contrasted feature at steps ≥ 1."""
+        return super().student_features() | ({self._tap()} if self._contrast() else set())
 
     def teacher_features(self) -> set[str]:
-        """MiB's tensors plus the ASPP output and the low-resolution logits at steps ≥ 1."""
-        extra = {"aspp", "logits_low"} if self._contrast() else set()
+        """MiB's tensors plus the contrasted feature and the low-resolution logits at steps ≥ 1."""
+        extra = {self._tap(), "logits_low"} if self._contrast() else set()
         return super().teacher_features() | extra
 
     def configure_model(self, model: SegmentationModel) -> None:
@@ -99,12 +118,15 @@ class UCD(MiB):
         if self.params.kd_weight == 0:
             terms.pop("unkd", None)
         if self._contrast():
-            if old is None or old.aspp is None or old.logits_low is None or out.aspp is None:
-                raise RuntimeError("UCD needs the ASPP outputs and the teacher's low logits")
+            tap = self._tap()
+            feats = getattr(out, tap)
+            old_feats = getattr(old, tap) if old is not None else None
+            if old is None or old_feats is None or old.logits_low is None or feats is None:
+                raise RuntimeError(f"UCD needs the {tap} features and the teacher's low logits")
             loss = uncertainty_contrastive_loss(
-                out.aspp,
-                old.aspp,
-                old.logits_low,
+                feats,
+                old_feats,
+                logits_at(old.logits_low, tuple(feats.shape[-2:])),
                 batch["mask"],
                 temperature=self.params.temperature,
                 max_pixels=self.params.max_pixels,
@@ -115,4 +137,15 @@ class UCD(MiB):
         return terms
 
 
-__all__ = ["UCD", "UCDParams"]
+def logits_at(logits: Tensor, size: tuple[int, int]) -> Tensor:
+    """``logits`` (B, C, h, w) on a ``size`` grid: unchanged if equal, else area-averaged.
+
+    The DeepLab-v3+ decoder's 1/4 logits cover the ASPP's 1/16 cells exactly (4 × 4 each when
+    the input is a multiple of 16); area averaging gives each cell the mean logit over it.
+    """
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.adaptive_avg_pool2d(logits, size)
+
+
+__all__ = ["UCD", "UCDParams", "logits_at"]

@@ -18,7 +18,9 @@ from geociss.models.decoder import DeepLabV3PlusDecoder
 from geociss.models.encoders import ENCODERS, Encoder
 from geociss.models.weights import load_encoder_weights
 
-FEATURES = ("logits_low", "aspp", "aspp_branches", "stages", "stages_pre", "encoder")
+FEATURES = (
+    "logits_low", "aspp", "context", "aspp_branches", "stages", "stages_pre", "encoder"
+)
 """Names that :meth:`SegmentationModel.forward` accepts in ``features``."""
 
 Part = Literal["encoder", "aspp", "classifier", "old_classifiers", "norm"]
@@ -36,6 +38,9 @@ class ModelOutput:
         aspp: (B, D, h, w) the head feature the classifier reads, post-activation, before the
             classifier's dropout: the ASPP output (DeepLab-v3, 1/output_stride) or the
             decoder output (DeepLab-v3+, 1/4). Methods use it as the penultimate feature.
+        context: (B, D, h, w) the ASPP output at 1/output_stride, before any decoder (the
+            same tensor as ``aspp`` for DeepLab-v3): the feature the CISS papers' DeepLab-v3
+            classifiers read.
         aspp_branches: the five ASPP branch outputs (1×1, three dilated 3×3, image pooling).
         stages: the four encoder stage outputs (post-activation), shallow to deep.
         stages_pre: the same before each stage's final activation (ResNet encoders).
@@ -45,6 +50,7 @@ class ModelOutput:
     logits: torch.Tensor
     logits_low: torch.Tensor | None = None
     aspp: torch.Tensor | None = None
+    context: torch.Tensor | None = None
     aspp_branches: list[torch.Tensor] | None = None
     stages: list[torch.Tensor] | None = None
     stages_pre: list[torch.Tensor] | None = None
@@ -150,15 +156,17 @@ class SegmentationModel(nn.Module):
         enc = self.encoder(x, pre_activation=pre)
         top = enc.stages[-1]
         branches = self.aspp.branches(top)
-        aspp = self.aspp.fuse(branches)
+        context = self.aspp.fuse(branches)
+        aspp = context
         if self.decoder is not None:
-            aspp = self.decoder(aspp, enc.stages[0])
+            aspp = self.decoder(context, enc.stages[0])
         low = self.classifier(aspp)
         logits = F.interpolate(low, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return ModelOutput(
             logits=logits,
             logits_low=low if "logits_low" in wanted else None,
             aspp=aspp if "aspp" in wanted else None,
+            context=context if "context" in wanted else None,
             aspp_branches=branches if "aspp_branches" in wanted else None,
             stages=enc.stages if "stages" in wanted else None,
             stages_pre=enc.stages_pre,

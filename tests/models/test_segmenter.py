@@ -155,3 +155,23 @@ def test_channels_last_and_bfloat16_autocast():
 def test_unknown_encoder_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown encoder 'vgg16'; choose one of"):
         SegmentationModel(ModelConfig(encoder="vgg16", weights="none"), [2])
+
+
+def test_context_is_the_aspp_output_before_the_decoder():
+    import torch as _t
+
+    plain = SegmentationModel(
+        ModelConfig(encoder="tiny", weights="none", aspp_channels=32, norm_groups=8), [5]
+    ).eval()
+    out = plain(_t.randn(1, 3, 64, 64), features={"context", "aspp"})
+    assert out.context is out.aspp  # no decoder: the same tensor
+    plus = SegmentationModel(
+        ModelConfig(
+            encoder="tiny", weights="none", aspp_channels=32, norm_groups=8,
+            decoder="deeplabv3plus", decoder_low_channels=8,
+        ),
+        [5],
+    ).eval()
+    out = plus(_t.randn(1, 3, 64, 64), features={"context", "aspp"})
+    assert out.context.shape == (1, 32, 4, 4) and out.aspp.shape == (1, 32, 16, 16)
+    assert plus(_t.randn(1, 3, 64, 64)).context is None  # only when asked
