@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from geociss.cli.options import NODATA_HELP
+from geociss.cli.options import MODEL_NODATA_HELP
 
 _PATH = click.Path(path_type=Path)
 
@@ -76,7 +76,7 @@ def check_outputs(opts: dict[str, Any]) -> None:
     show_default=True,
     help="Class attribute of polygon labels.",
 )
-@click.option("--nodata", type=float, default=None, help=NODATA_HELP)
+@click.option("--nodata", type=float, default=None, help=MODEL_NODATA_HELP)
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def evaluate(**opts: Any) -> None:
     """Score a model on every pixel of labelled tiles (sliding windows over whole tiles).
@@ -121,7 +121,10 @@ def evaluate(**opts: Any) -> None:
     scores = result.scores
     console.print(
         scores_table(
-            scores, colors=result.colors, title=f"{opts['model']} on {result.tiles} tile(s)"
+            scores,
+            colors=result.colors,
+            title=f"{opts['model']}: IoU % per class on every labelled pixel of "
+            f"{result.tiles} tile(s)",
         )
     )
     if result.unlearned:

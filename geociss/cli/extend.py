@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from geociss.cli.options import NODATA_HELP
+from geociss.cli.options import MODEL_NODATA_HELP
 
 
 def split_list(text: str | None, option: str) -> list[str] | None:
@@ -134,8 +134,8 @@ _PATH = click.Path(path_type=Path)
     "--full-labels",
     is_flag=True,
     help="The label rasters hold every class (e.g. the original labels): --label-values "
-    "names the new classes' values and every other value counts as background (255 stays "
-    "ignored).",
+    "names the new classes' values, the model's schema's ignore_values and 255 stay ignored, "
+    "and every other value counts as background.",
 )
 @click.option(
     "--label-attribute",
@@ -143,7 +143,7 @@ _PATH = click.Path(path_type=Path)
     show_default=True,
     help="Class attribute of polygon labels.",
 )
-@click.option("--nodata", type=float, default=None, help=NODATA_HELP)
+@click.option("--nodata", type=float, default=None, help=MODEL_NODATA_HELP)
 @click.option(
     "--val-fraction",
     type=float,
@@ -204,7 +204,10 @@ def extend(**opts: Any) -> None:
     where = "held-out tiles" if result.held_out else "the training tiles (too few tiles)"
     console.print(
         scores_table(
-            scores, colors=colors, title=f"new classes vs rest on {where} ({result.eval_tiles})"
+            scores,
+            colors=colors,
+            title=f"new classes vs rest on {where} ({result.eval_tiles})",
+            vs_rest=True,
         )
     )
     if result.retention is not None:

@@ -7,3 +7,8 @@ NODATA_HELP = (
     "it are invalid (left out of scores, written as nodata). A nodata tag in the file wins."
 )
 """``--nodata`` of ``scan``, ``evaluate``, ``extend`` and ``predict`` (``data.nodata``)."""
+
+MODEL_NODATA_HELP = (
+    f"{NODATA_HELP} [default: the training nodata value the model records (geociss info), if any]"
+)
+"""``--nodata`` of the commands that read a model: ``evaluate``, ``extend`` and ``predict``."""

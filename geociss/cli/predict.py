@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 
 import click
 
-from geociss.cli.options import NODATA_HELP
+from geociss.cli.options import MODEL_NODATA_HELP
 
 
 def _batch_size(_: click.Context, __: click.Parameter, value: str) -> int | str:
@@ -113,7 +113,7 @@ def render_summary(results: list[Any], console: Any) -> None:
     help="Also write <name>_probabilities.tif (one band per class).",
 )
 @click.option("--vector", is_flag=True, help="Also write <name>.gpkg polygons.")
-@click.option("--nodata", type=float, default=None, help=NODATA_HELP)
+@click.option("--nodata", type=float, default=None, help=MODEL_NODATA_HELP)
 @click.option(
     "--devices",
     default=1,

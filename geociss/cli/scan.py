@@ -68,6 +68,19 @@ def schema_warnings(summary: dict[str, Any]) -> list[str]:
     ]
 
 
+def _nodata_text(counts: list[dict[str, Any]], tiles: int) -> str:
+    """``0 (4 of 4 tiles)``, ``none (no nodata tag; declare one with --nodata)``."""
+    if not counts:
+        return "-"
+    if len(counts) == 1 and counts[0]["value"] is None:
+        return "none (no nodata tag; declare one with --nodata or data.nodata)"
+
+    def value(v: float | str | None) -> str:
+        return "none" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+    return ", ".join(f"{value(c['value'])} ({c['tiles']} of {tiles} tiles)" for c in counts)
+
+
 def render(summary: dict[str, Any], console: Any) -> None:
     """Print the summary of a catalogue as rich tables."""
     from rich.table import Table
@@ -93,6 +106,7 @@ def render(summary: dict[str, Any], console: Any) -> None:
         ("CRS", crs),
         ("GSD", gsd),
         ("bands", f"{summary['bands']} ({summary['dtype']})"),
+        ("nodata", _nodata_text(summary.get("nodata", []), summary["tiles"])),
     ):
         overview.add_row(key, value)
     if "regions" in summary:

@@ -42,5 +42,6 @@ def train(config: Path, overrides: tuple[str, ...], no_progress: bool) -> None:
     runner = ScenarioRunner(cfg, log=console.print, progress=not no_progress)
     history = runner.run()
     colors = runner.scenario.channel_colors
-    console.print(history_table(history, colors=colors, title=f"{cfg.name}: mIoU per step"))
+    title = f"{cfg.name}: IoU % on the validation tiles after each step"
+    console.print(history_table(history, colors=colors, title=title))
     console.print(f"outputs: {runner.run_dir}")

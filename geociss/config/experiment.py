@@ -117,7 +117,9 @@ class DataConfig(BaseModel):
         default=None,
         description="Nodata value of images whose files carry no nodata tag (pixels where every "
         "band equals it are invalid: ignored in training, statistics and scores). A tag in the "
-        "file wins. predict, evaluate, extend and scan take it as --nodata.",
+        "file wins. The bundle records it (or the nodata tag every training tile shares), and "
+        "extend, evaluate and predict apply it to untagged files unless --nodata is given; "
+        "scan takes it as --nodata.",
     )
     label_attribute: str = Field(default="class", description="Class attribute of vector labels.")
     chip_size: int | None = Field(

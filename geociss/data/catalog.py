@@ -13,6 +13,7 @@ differ in size and CRS (:attr:`Catalog.crs` is then None).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -267,6 +268,7 @@ class Catalog:
             "gsd": list(next(iter(gsds))) if len(gsds) == 1 else None,
             "bands": self.tiles[0].bands,
             "dtype": self.tiles[0].dtype,
+            "nodata": _nodata_counts(self.tiles),
             "labelled": labelled,
             "ignored": self.ignored,
             "classes": [
@@ -281,6 +283,18 @@ class Catalog:
                 )
             ],
         }
+
+
+def _nodata_counts(tiles: Sequence[TileRecord]) -> list[dict[str, Any]]:
+    """Tiles per nodata value (the file's tag or ``--nodata``; None: none), most common first.
+
+    A NaN nodata value is the string ``"nan"`` (JSON has no NaN).
+    """
+    counts = Counter(
+        None if t.nodata is None else "nan" if math.isnan(t.nodata) else float(t.nodata)
+        for t in tiles
+    )
+    return [{"value": v, "tiles": n} for v, n in counts.most_common()]
 
 
 def _collect(

@@ -13,13 +13,18 @@ tiles' valid pixels, applied before the scaling (with ``bands``, the statistics 
 clipped values). :class:`Scaling` records the choice and the bounds in the bundle; ``evaluate``,
 ``extend`` and ``predict`` use the bundle's numbers, never new statistics. A bundle without the
 record (older geociss) is scaled by its mean/std alone, as before.
+
+The record also keeps the training nodata value (``data.nodata``, or the nodata tag that every
+training tile shares): ``evaluate``, ``extend`` and ``predict`` apply it to an input whose file
+has no nodata tag when ``--nodata`` is not given. A record without it (older geociss) means
+none.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -45,6 +50,8 @@ class Scaling:
         scale: per-band scale of ``fixed`` (None otherwise).
         clip_percentiles: the ``[low, high]`` percentiles the bounds come from, or None.
         clip: per-band ``(low, high)`` bounds applied before scaling, or None.
+        nodata: the nodata value of the training images (``data.nodata``, or the tag every
+            training tile shares), used for inputs without a nodata tag; None: none.
     """
 
     method: str = "bands"
@@ -52,6 +59,7 @@ class Scaling:
     scale: list[float] | None = None
     clip_percentiles: list[float] | None = None
     clip: Clip | None = None
+    nodata: float | None = None
 
     def check(self, bands: int) -> None:
         """Raise ValueError unless every per-band list has ``bands`` finite, ordered entries."""
@@ -67,6 +75,8 @@ class Scaling:
             raise ValueError(f"scaling scale must be above 0, got {self.scale}")
         if self.clip is not None and any(lo > hi for lo, hi in zip(*self.clip, strict=True)):
             raise ValueError("scaling clip low bound above its high bound")
+        if self.nodata is not None and not math.isfinite(self.nodata):
+            raise ValueError(f"scaling nodata must be a finite number, got {self.nodata}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping (the bundle's ``scaling`` metadata)."""
@@ -77,11 +87,15 @@ class Scaling:
             "clip_percentiles": self.clip_percentiles,
             "clip_low": None if self.clip is None else self.clip[0],
             "clip_high": None if self.clip is None else self.clip[1],
+            "nodata": self.nodata,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Scaling | None:
-        """Inverse of :meth:`to_dict`; None for None (a bundle written before scaling existed)."""
+        """Inverse of :meth:`to_dict`; None for None (a bundle written before scaling existed).
+
+        A mapping without ``nodata`` (a bundle of an earlier geociss) has none.
+        """
         if data is None:
             return None
         low, high = _floats(data.get("clip_low")), _floats(data.get("clip_high"))
@@ -91,6 +105,7 @@ class Scaling:
             scale=_floats(data.get("scale")),
             clip_percentiles=_floats(data.get("clip_percentiles")),
             clip=None if low is None or high is None else (low, high),
+            nodata=None if data.get("nodata") is None else float(data["nodata"]),
         )
 
     def describe(self) -> str:
@@ -101,7 +116,32 @@ class Scaling:
         if self.clip_percentiles is not None:
             low, high = self.clip_percentiles
             parts.append(f"clipped to percentiles {low:g}-{high:g}")
+        if self.nodata is not None:
+            parts.append(f"nodata {self.nodata:g} in files without a nodata tag")
         return ", ".join(parts)
+
+
+def shared_nodata(records: Sequence[TileRecord]) -> float | None:
+    """The nodata value every record shares (its tag or ``--nodata``), if finite; else None.
+
+    None when a record has none, when two differ, or for NaN (NaN pixels are invalid anyway).
+    """
+    values = {r.nodata for r in records}
+    if len(values) != 1:
+        return None
+    value = values.pop()
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def with_nodata(scaling: Scaling | None, nodata: float | None) -> Scaling | None:
+    """``scaling`` recording ``nodata`` when it records none (None: a plain ``bands`` record).
+
+    ``extend`` keeps its input bundle's scaling, plus the new tiles' shared nodata value when
+    the input bundle has none.
+    """
+    if nodata is None or (scaling is not None and scaling.nodata is not None):
+        return scaling
+    return replace(scaling or Scaling(), nodata=nodata)
 
 
 def per_band(values: float | Sequence[float], bands: int, name: str) -> list[float]:
@@ -169,4 +209,12 @@ def _short(values: list[float]) -> str:
     )
 
 
-__all__ = ["Clip", "Scaling", "clipped_statistics", "per_band", "sample_windows"]
+__all__ = [
+    "Clip",
+    "Scaling",
+    "clipped_statistics",
+    "per_band",
+    "sample_windows",
+    "shared_nodata",
+    "with_nodata",
+]

@@ -67,6 +67,16 @@ def bundle_clip(bundle: StepBundle) -> Clip | None:
     return None if bundle.scaling is None else bundle.scaling.clip
 
 
+def bundle_nodata(bundle: StepBundle, given: float | None = None) -> float | None:
+    """Nodata value for inputs without a nodata tag: ``given`` (``--nodata``), else the bundle's.
+
+    The bundle's is the training nodata value (None: none, or an older bundle).
+    """
+    if given is not None or bundle.scaling is None:
+        return given
+    return bundle.scaling.nodata
+
+
 def bundle_bands(bundle: StepBundle) -> list[int] | None:
     """1-based image bands to read for a bundle: its ``band N`` names, or None (all bands).
 
@@ -290,7 +300,8 @@ def assess_bundle(
         device: ``auto``, ``cpu`` or ``cuda``.
         label_attribute: class attribute of vector labels.
         progress: show progress bars.
-        nodata: nodata value of images whose files declare none (``--nodata``).
+        nodata: nodata value of images whose files declare none (``--nodata``; default: the
+            training nodata value the bundle records, if any).
     """
     from geociss.data.catalog import Catalog
 
@@ -305,7 +316,7 @@ def assess_bundle(
         label_attribute=label_attribute,
         unlabelled="background" if schema.background_id is not None else "ignore",
         progress=progress,
-        nodata=nodata,
+        nodata=bundle_nodata(bundle, nodata),
     )
     if not catalog.tiles:
         raise DataError(images, "no image found to evaluate on")

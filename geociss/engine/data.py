@@ -18,7 +18,14 @@ from geociss.data.classes import ClassSchema
 from geociss.data.dataset import Collate, WindowDataset
 from geociss.data.records import BandStats, Region, TileRecord
 from geociss.data.samplers import RandomWindowSampler
-from geociss.data.scaling import Clip, Scaling, clipped_statistics, per_band, sample_windows
+from geociss.data.scaling import (
+    Clip,
+    Scaling,
+    clipped_statistics,
+    per_band,
+    sample_windows,
+    shared_nodata,
+)
 from geociss.data.scenarios import Scenario
 from geociss.errors import DataError
 from geociss.integrity import check_normalization
@@ -80,7 +87,8 @@ def input_scaling(
 
     ``bands``: statistics of the training tiles (of the clipped values with
     ``data.clip_percentiles``); ``imagenet``: the ImageNet numbers; ``fixed``: mean = offset and
-    std = scale, so that ``(x - mean) / std`` is ``(x - offset) / scale``.
+    std = scale, so that ``(x - mean) / std`` is ``(x - offset) / scale``. The scaling records
+    the nodata value the training tiles share (:func:`~geociss.data.scaling.shared_nodata`).
 
     Raises:
         DataError: no valid training pixel, or scaling values that do not fit the bands.
@@ -104,7 +112,8 @@ def input_scaling(
         except ValueError as err:
             raise DataError(catalog.images_dir, str(err)) from None
         mean, std = list(offset), list(scale)
-    scaling = Scaling(cfg.normalization, offset, scale, cfg.clip_percentiles, clip)
+    nodata = shared_nodata([catalog.tiles[i] for i in indexes])
+    scaling = Scaling(cfg.normalization, offset, scale, cfg.clip_percentiles, clip, nodata)
     return scaling, mean, std
 
 

@@ -38,6 +38,7 @@ import numpy as np
 from geociss.config.experiment import RUN_ONLY_TRAIN_KEYS, DataConfig, MethodConfig, TrainConfig
 from geociss.data.classes import IGNORE_INDEX, ClassSchema
 from geociss.data.records import Region
+from geociss.data.scaling import with_nodata
 from geociss.data.vector_labels import is_vector
 from geociss.engine.bundle import StepBundle, StepRecord
 from geociss.engine.new_classes import extend_schema, new_label_schema
@@ -147,13 +148,15 @@ def _check_paths(req: ExtendRequest) -> None:
 def _data_config(req: ExtendRequest, bundle: StepBundle) -> DataConfig:
     """``req.data`` with the bundle's band selection (the bands the model was trained on).
 
-    The scan, the training windows and the pre-pass all read these bands.
+    The scan, the training windows and the pre-pass all read these bands. Files without a
+    nodata tag get ``--nodata``, else the bundle's training nodata value.
     """
-    from geociss.engine.assess import bundle_bands
+    from geociss.engine.assess import bundle_bands, bundle_nodata
 
     # the bundle's scaling applies; the new images' statistics only feed warn_statistics
     plain = {"normalization": "bands", "scale": None, "offset": None, "clip_percentiles": None}
-    return req.data.model_copy(update={"bands": bundle_bands(bundle), **plain})
+    nodata = bundle_nodata(bundle, req.data.nodata)
+    return req.data.model_copy(update={"bands": bundle_bands(bundle), "nodata": nodata, **plain})
 
 
 def _load_data(
@@ -332,7 +335,7 @@ def _extended_bundle(
         extra_tensors=plan.method.extra_tensors(),
         mean=bundle.mean,
         std=bundle.std,
-        scaling=bundle.scaling,
+        scaling=with_nodata(bundle.scaling, plan.data.scaling.nodata),
         bands=list(bundle.bands),
         gsd=bundle.gsd,
         scenario=scenario,

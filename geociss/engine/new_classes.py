@@ -96,7 +96,8 @@ def new_label_schema(
 
     Class k of this schema is the class ``ids[k - 1]`` of ``extended``. With ``full_labels``
     the rasters label every class (e.g. the original label files): the ``label_values`` are
-    the new classes and every other value (0-65535 except 255) counts as background.
+    the new classes, the ``ignore_values`` of ``extended`` (an index schema's "not labelled",
+    "cloud") and 255 stay ignored, and every other value (0-65535) counts as background.
     """
     if full_labels and not label_values:
         raise ConfigError(
@@ -107,13 +108,20 @@ def new_label_schema(
         raise ConfigError(f"--label-values gives {len(values)} value(s) for {len(ids)} classes")
     if IGNORE_INDEX in values or (0 in values and not full_labels):
         raise ConfigError("--label-values: 0 means background and 255 ignore in new-class labels")
-    rest = [0]
+    rest, ignore = [0], [IGNORE_INDEX]
     if full_labels:
-        taken = {*values, IGNORE_INDEX}
+        kept = {*values, IGNORE_INDEX}
+        ignore += [v for v in extended.ignore_values if isinstance(v, int) and v not in kept]
+        taken = {*values, *ignore}
         rest = [v for v in range(65536) if v not in taken]
     classes = [{"id": 0, "name": "background", "color": "#000000", "values": rest}]
     for k, (cid, v) in enumerate(zip(ids, values, strict=True), start=1):
         c = extended.classes[cid]
         classes.append({"id": k, "name": c.name, "color": list(c.color), "values": [int(v)]})
-    data = {"name": "new classes", "background": "background", "classes": classes}
+    data = {
+        "name": "new classes",
+        "background": "background",
+        "ignore_values": ignore,
+        "classes": classes,
+    }
     return ClassSchema.from_dict(data, source="--label-values")

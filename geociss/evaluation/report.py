@@ -138,7 +138,10 @@ def _colour(colors: Sequence[Colour] | None, i: int) -> Colour | None:
 
 
 def scores_table(
-    scores: Scores, colors: Sequence[Colour] | None = None, title: str | None = None
+    scores: Scores,
+    colors: Sequence[Colour] | None = None,
+    title: str | None = None,
+    vs_rest: bool = False,
 ) -> Table:
     """Per-class IoU, precision and recall (percent), old classes first, then new, then a summary.
 
@@ -146,6 +149,8 @@ def scores_table(
         scores: the scores to show.
         colors: display colour per channel (optional).
         title: table title.
+        vs_rest: the scores are new classes against everything else (``extend``): the summary
+            names them so and leaves out the old and all-class means, which were not measured.
     """
     table = Table(title=title, caption=f"absent classes: {scores.absent}")
     for col, justify in (
@@ -180,13 +185,18 @@ def scores_table(
             )
         if channels:
             table.add_section()
-    for name, value in (
-        ("mIoU old", scores.miou_old),
-        ("mIoU new", scores.miou_new),
-        ("mIoU all", scores.miou_all),
-        ("hIoU", scores.hiou),
-        ("pixel accuracy", scores.pixel_accuracy),
-    ):
+    summary = (
+        [("mIoU new (each vs rest)", scores.miou_new), ("pixel accuracy", scores.pixel_accuracy)]
+        if vs_rest
+        else [
+            ("mIoU old", scores.miou_old),
+            ("mIoU new", scores.miou_new),
+            ("mIoU all", scores.miou_all),
+            ("hIoU", scores.hiou),
+            ("pixel accuracy", scores.pixel_accuracy),
+        ]
+    )
+    for name, value in summary:
         table.add_row(
             "", Text(name, style="bold"), "", "", Text(_pct(value), style="bold"), "", "", ""
         )
@@ -239,7 +249,7 @@ def history_table(
         cells = [_pct(forgetting[i]) if i in forgetting else "" for i in range(len(names))]
         table.add_row(Text("forgetting", style="bold"), "", *cells, "", "", "", "")
     table.caption = (
-        f"avg all = {_pct(history.avg_all())}, "
+        f"avg all (all mIoU averaged over the steps) = {_pct(history.avg_all())}, "
         f"mean forgetting = {_pct(history.mean_forgetting())} (percent points)"
     )
     return table

@@ -108,6 +108,8 @@ class LoadedModel:
         name: display name (the bundle file name).
         probabilities_fn: logits -> probabilities (None: softmax).
         source: the bundle file, when loaded from one (ranks reload it instead of copying).
+        nodata: nodata value of inputs without a nodata tag when ``--nodata`` is not given (the
+            bundle's training nodata value), or None.
     """
 
     module: nn.Module
@@ -123,6 +125,7 @@ class LoadedModel:
     name: str = "model"
     probabilities_fn: ProbabilitiesFn | None = None
     source: Path | None = None
+    nodata: float | None = None
 
     @classmethod
     def from_bundle(cls, path: str | Path) -> LoadedModel:
@@ -131,7 +134,12 @@ class LoadedModel:
         Raises:
             DataError: missing or invalid bundle, or one without input normalisation.
         """
-        from geociss.engine.assess import bundle_bands, bundle_clip, bundle_normalisation
+        from geociss.engine.assess import (
+            bundle_bands,
+            bundle_clip,
+            bundle_nodata,
+            bundle_normalisation,
+        )
         from geociss.engine.bundle import StepBundle
 
         path = Path(path)
@@ -145,7 +153,7 @@ class LoadedModel:
             mean=mean, std=std, clip=bundle_clip(bundle), bands=list(bundle.bands),
             band_indexes=bundle_bands(bundle),
             key=file_digest(path), name=path.name, probabilities_fn=_method_rule(bundle),
-            source=path.resolve(),
+            source=path.resolve(), nodata=bundle_nodata(bundle),
         )
 
     def predictor(self, opts: PredictOptions, device: str | None = None) -> Predictor:

@@ -89,8 +89,9 @@ def prepare(
         DataError: the input is missing, unreadable or does not match the model.
         ConfigError: invalid tile settings.
     """
+    nodata = opts.nodata if opts.nodata is not None else model.nodata  # a file's tag wins
     source = RasterInput.open(
-        path, model.in_channels, model.bands, model.band_indexes, nodata=opts.nodata
+        path, model.in_channels, model.bands, model.band_indexes, nodata=nodata
     )
     grid = TileGrid.build(source.height, source.width, opts.tile, opts.overlap, opts.margin)
     outs = OutputPaths.for_input(out_dir, path.stem, opts)
