@@ -63,7 +63,7 @@ def main() -> None:
     dm.setup("fit")
     module.train()
     for i, batch in enumerate(dm.train_dataloader()):
-        x, y = module.augment(module.normalise(batch["image"]), batch["mask"])
+        x, y = module.augment(module.normalise(batch["image"], batch.get("nodata")), batch["mask"])
         out_s = module.model(x, features=method.student_features())
         with torch.no_grad():
             old = module.teacher(x, features=method.teacher_features())

@@ -130,7 +130,16 @@ class DataConfig(BaseModel):
     patch_size: int = Field(default=256, ge=16, description="Training window size in pixels.")
     batch_size: int = Field(default=8, ge=1, description="Training batch size per device.")
     samples_per_epoch: int = Field(default=2000, ge=1, description="Random windows per epoch.")
-    num_workers: int = Field(default=2, ge=0, description="DataLoader worker processes.")
+    num_workers: int = Field(
+        default=2,
+        ge=0,
+        description="DataLoader worker processes reading the training windows "
+        "(0: read in the main process). Workers hand each batch over in shared memory as the "
+        "raster's own values and dtype (uint8, uint16, ...; float64 as float32), the labels as "
+        "uint8 and, only for batches with invalid pixels, a bool nodata mask; the conversion to "
+        "float, the nodata filling, the normalisation and the augmentation run in the main "
+        "process, on the training device.",
+    )
     class_weights: dict[str, float] | None = Field(
         default=None, description="Class-aware window sampling weights by class name (e.g. car: 4)."
     )

@@ -1,10 +1,11 @@
 """A dataset indexed by :class:`Window`, and the collate that remaps labels to step channels.
 
 The samplers (:mod:`geociss.data.samplers`) yield windows; a ``DataLoader`` hands each one to
-:class:`WindowDataset`, whose sample dict follows torchgeo's keys::
+:class:`WindowDataset`, whose sample dict follows torchgeo's keys (plus ``nodata``)::
 
-    image      float32 tensor (C, H, W)
-    mask       int64 tensor (H, W), class ids of the schema, 255 = ignore
+    image      tensor (C, H, W) of raw band values in the raster's own dtype (:func:`wire_dtype`)
+    nodata     bool tensor (H, W), True at invalid image pixels, or None when there are none
+    mask       uint8 tensor (H, W), class ids of the schema, 255 = ignore
     tile       int, index of the tile
     window     (row, col, height, width)
     transform  (a, b, c, d, e, f) affine coefficients of the window's first pixel
@@ -12,6 +13,15 @@ The samplers (:mod:`geociss.data.samplers`) yield windows; a ``DataLoader`` hand
 
 :class:`Collate` stacks samples into a batch and applies the step's label look-up table, so
 labels are remapped to step channels exactly once, in the loader's worker processes.
+
+What crosses the process boundary from a worker is therefore the raster's bytes (uint8 RGB: 3
+bytes a pixel), the uint8 mask (1) and, only for batches that hold invalid pixels, the bool
+``nodata`` (1), in shared memory, instead of float32 images (12) and int64 masks (8). The
+float conversion, nodata filling and normalisation run in the main process, on the device the
+batch goes to: :func:`geociss.data.normalise.normalise` with ``nodata=batch["nodata"]`` gives
+exactly the float32 input of :meth:`geociss.data.reader.WindowReader.read` normalised (the
+image with NaN at invalid pixels: nodata → band mean → 0). Look-up tables hold 0-255, so the
+remapped masks always fit in uint8.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import DTypeLike
 from torch.utils.data import Dataset, get_worker_info
 
 from geociss.data.classes import ClassSchema
@@ -58,43 +69,75 @@ class WindowDataset(Dataset[Sample]):
 
     def __getitem__(self, window: Window) -> Sample:
         """Read one window as a sample dict (keys in the module docstring)."""
-        image, mask, _ = self.reader.read_pair(window)
-        mask64 = torch.from_numpy(mask.astype(np.int64))
-        return self._sample(window, torch.from_numpy(image), mask64)
+        image, mask, nodata = self.reader.read_raw(window)
+        image = image.astype(wire_dtype(image.dtype), copy=False)
+        flags = None if nodata is None else torch.from_numpy(nodata)
+        return self._sample(window, torch.from_numpy(image), torch.from_numpy(mask), flags)
 
     def __getitems__(self, windows: Sequence[Window]) -> list[Sample]:
         """Read a batch of windows (the ``DataLoader`` calls this instead of ``__getitem__``).
 
-        Windows of one size and band count are read straight into one batch tensor (images in
-        shared memory inside a worker), and the samples are its consecutive slices, which
-        :class:`Collate` then returns without stacking: one conversion per pixel, no copy.
+        Windows of one size and band count are read straight into one batch tensor of their
+        :func:`wire_dtype` (in shared memory inside a worker, as is the ``nodata`` batch, made
+        only when a window has invalid pixels), and the samples are its consecutive slices,
+        which :class:`Collate` then returns without stacking: no copy, no conversion.
         """
         windows = list(windows)
         if not windows:
             return []
-        h, w = windows[0].height, windows[0].width
+        n, h, w = len(windows), windows[0].height, windows[0].width
         channels = {self.reader.channels(x.tile) for x in windows}
         if len(channels) > 1 or any((x.height, x.width) != (h, w) for x in windows):
             return [self[x] for x in windows]
-        images = _empty((len(windows), channels.pop(), h, w), torch.float32)
+        dtype = wire_dtype(np.result_type(*{self.reader.dtype(x.tile) for x in windows}))
+        images = _empty((n, channels.pop(), h, w), _torch_dtype(dtype))
         # Not in shared memory: a look-up table in the collate writes a new mask batch anyway.
-        masks = torch.empty((len(windows), h, w), dtype=torch.int64)
+        masks = torch.empty((n, h, w), dtype=torch.uint8)
+        nodata: torch.Tensor | None = None
         image_np, mask_np = images.numpy(), masks.numpy()
         for i, window in enumerate(windows):
-            _, mask, _ = self.reader.read_pair(window, out=image_np[i])
+            _, mask, flags = self.reader.read_raw(window, out=image_np[i])
             mask_np[i] = mask
-        return [self._sample(x, images[i], masks[i]) for i, x in enumerate(windows)]
+            if flags is not None:
+                if nodata is None:
+                    nodata = _empty((n, h, w), torch.bool)
+                    nodata.numpy().fill(False)
+                nodata.numpy()[i] = flags
+        return [
+            self._sample(x, images[i], masks[i], None if nodata is None else nodata[i])
+            for i, x in enumerate(windows)
+        ]
 
-    def _sample(self, window: Window, image: torch.Tensor, mask: torch.Tensor) -> Sample:
+    def _sample(
+        self, window: Window, image: torch.Tensor, mask: torch.Tensor, nodata: torch.Tensor | None
+    ) -> Sample:
         t = self.reader.transform(window)
         return {
             "image": image,
+            "nodata": nodata,
             "mask": mask,
             "tile": window.tile,
             "window": (window.row, window.col, window.height, window.width),
             "transform": (t.a, t.b, t.c, t.d, t.e, t.f),
             "crs": self.tiles[window.tile].crs,
         }
+
+
+def wire_dtype(dtype: DTypeLike) -> np.dtype:
+    """The dtype in which images of raster dtype ``dtype`` cross the process boundary.
+
+    The raster's own dtype (uint8, int8, uint16, int16, uint32, int32, int64, float16,
+    float32), except float64, uint64 and complex, which go as float32: the float32 conversion
+    of the main process would round them to exactly these values anyway, with half the bytes.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind == "c" or dtype in (np.dtype(np.float64), np.dtype(np.uint64)):
+        return np.dtype(np.float32)
+    return dtype
+
+
+def _torch_dtype(dtype: np.dtype) -> torch.dtype:
+    return torch.from_numpy(np.empty(0, dtype)).dtype
 
 
 def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -134,7 +177,10 @@ def _batch_of(tensors: list[torch.Tensor]) -> torch.Tensor | None:
 
 
 def check_lut(lut: np.ndarray) -> np.ndarray:
-    """Validate a label look-up table and return it as a 256-entry int64 array.
+    """Validate a label look-up table and return it as a 256-entry uint8 array.
+
+    Entries are limited to 0-255, so remapped masks always fit in uint8 (no wider mask dtype
+    is ever needed across the process boundary).
 
     Args:
         lut: ``lut[v]`` is the step channel of class id ``v`` (or 255 = ignore); 256 entries.
@@ -147,7 +193,7 @@ def check_lut(lut: np.ndarray) -> np.ndarray:
         raise ValueError(f"label look-up table must have 256 entries, got shape {arr.shape}")
     if arr.dtype.kind not in "iu" or arr.min() < 0 or arr.max() > 255:
         raise ValueError("label look-up table must hold integers 0-255 (255 = ignore)")
-    return arr.astype(np.int64)
+    return arr.astype(np.uint8)
 
 
 def collate_windows(samples: Sequence[Sample], label_lut: np.ndarray | None = None) -> Sample:
@@ -158,7 +204,8 @@ def collate_windows(samples: Sequence[Sample], label_lut: np.ndarray | None = No
         label_lut: 256-entry table, class id (or 255) -> step channel (or 255); None keeps ids.
 
     Returns:
-        ``image`` (B, C, H, W) float32, ``mask`` (B, H, W) int64, and ``tile``, ``window``,
+        ``image`` (B, C, H, W) raw band values (the samples' :func:`wire_dtype`), ``nodata``
+        (B, H, W) bool or None, ``mask`` (B, H, W) uint8, and ``tile``, ``window``,
         ``transform``, ``crs`` as lists of the samples' values.
 
     Raises:
@@ -175,27 +222,46 @@ def _collate(samples: Sequence[Sample], lut: np.ndarray | None) -> Sample:
     images = [s["image"] for s in samples]
     image = _batch_of(images)
     if image is None:
-        image = _empty((len(images), *images[0].shape), images[0].dtype)
-        np.stack([t.numpy() for t in images], out=image.numpy())
+        dtype = wire_dtype(np.result_type(*{t.numpy().dtype for t in images}))
+        image = _empty((len(images), *images[0].shape), _torch_dtype(dtype))
+        np.stack([t.numpy() for t in images], out=image.numpy(), casting="unsafe")
     masks = [s["mask"] for s in samples]
     stacked = _batch_of(masks)
-    if lut is None and stacked is not None:
+    if lut is None and stacked is not None and stacked.dtype == torch.uint8:
         mask = stacked
     else:
-        mask = _empty((len(masks), *masks[0].shape), torch.int64)
+        mask = _empty((len(masks), *masks[0].shape), torch.uint8)
         out = mask.numpy()
         if lut is None:
-            np.stack([m.numpy() for m in masks], out=out)
+            np.stack([m.numpy() for m in masks], out=out, casting="unsafe")
         elif stacked is not None:
             np.take(lut, stacked.numpy(), out=out, mode="clip")  # ids are 0-255: no clipping
         else:
             for i, m in enumerate(masks):
                 np.take(lut, m.numpy(), out=out[i], mode="clip")
-    batch: Sample = {"image": image, "mask": mask}
+    batch: Sample = {"image": image, "nodata": _collate_nodata(samples), "mask": mask}
     for key in samples[0]:
         if key not in batch:
             batch[key] = [s[key] for s in samples]
     return batch
+
+
+def _collate_nodata(samples: Sequence[Sample]) -> torch.Tensor | None:
+    """The samples' ``nodata`` as one (B, H, W) bool batch; None when no sample has any."""
+    flags = [s.get("nodata") for s in samples]
+    present = [f for f in flags if f is not None]
+    if not present:
+        return None
+    if len(present) == len(flags) and (batch := _batch_of(present)) is not None:
+        return batch
+    h, w = samples[0]["mask"].shape
+    out = _empty((len(flags), h, w), torch.bool)
+    arr = out.numpy()
+    arr.fill(False)
+    for i, f in enumerate(flags):
+        if f is not None:
+            arr[i] = f.numpy()
+    return out
 
 
 class Collate:

@@ -3,7 +3,10 @@
 The readers (:class:`geociss.data.reader.WindowReader` for training and evaluation,
 :class:`geociss.inference.source.TileDataset` for ``predict``) hand over raw band values with
 every invalid pixel (nodata, NaN, masked by an alpha band or an internal mask, outside the
-raster) set to NaN. :func:`normalise` clips the bands to the model's clip bounds, if any
+raster) set to NaN, or, in the training and evaluation loaders
+(:class:`geociss.data.dataset.WindowDataset`), in the raster's own dtype with the invalid pixels
+in a ``nodata`` mask, which :func:`normalise` fills exactly as it fills NaN, in the main process.
+:func:`normalise` clips the bands to the model's clip bounds, if any
 (``data.clip_percentiles``), scales them, ``(x - mean) / std`` (with ``data.normalization:
 fixed`` the mean is the offset and the std the scale, :mod:`geociss.data.scaling`), and turns
 NaN into 0: an invalid pixel enters the network as the band mean of the training data, the most
@@ -55,6 +58,7 @@ def normalise(
     inplace: bool = False,
     low: Tensor | None = None,
     high: Tensor | None = None,
+    nodata: Tensor | None = None,
 ) -> Tensor:
     """``(clip(image, low, high) - mean) * inv_std`` in float32, with NaN (invalid) set to 0.
 
@@ -67,6 +71,9 @@ def normalise(
         inplace: ``image`` may be overwritten when it is float32.
         low: :func:`band_column` of the per-band lower clip bound (None: no clipping).
         high: the upper clip bound (given with ``low``). NaN stays NaN.
+        nodata: ``(B, H, W)`` bool, True at invalid pixels (any device): they are set to 0 in
+            every band, as NaN is, so that a raw batch with this mask gives bit for bit what
+            the same batch as float32 with NaN there gives.
 
     Returns:
         The normalised float32 batch (``image`` itself when ``inplace`` and float32).
@@ -85,6 +92,10 @@ def normalise(
         own = True
     if image.is_floating_point():
         x = torch.nan_to_num_(x, nan=0.0) if own else torch.nan_to_num(x, nan=0.0)
+        own = True
+    if nodata is not None:
+        x = x if own else x.clone()
+        x.masked_fill_(nodata.to(x.device, non_blocking=True).unsqueeze(1), 0.0)
     return x
 
 

@@ -6,14 +6,16 @@ and keyed by process id: a DataLoader worker forked from a parent that already r
 never touches the parent's handles (their file offsets are shared across ``fork``), it opens
 its own. Pickling (the ``spawn`` start method) drops the handles.
 
-Invalid pixels (nodata, NaN, masked) are NaN in the image, which
-:func:`geociss.data.normalise.normalise` turns into the band mean (0 after normalisation), and
-255 in the labels. Windows that run past the raster edge are read as the part inside the raster,
-reflect-padded to the window (as ``predict`` pads its tiles, so that ``evaluate`` scores the map
-``predict`` writes); the padding is invalid (label 255). This is what a boundless read means
-here; it avoids rasterio's ``boundless=True``, which builds a virtual warped dataset on every
-call (slow), and windows inside the raster take the plain fast path. A window that misses the
-raster entirely is all NaN.
+Invalid pixels (nodata, NaN, masked) are NaN in the float image of :meth:`WindowReader.read`,
+and flagged in a ``nodata`` array next to the raw band values of :meth:`WindowReader.read_raw`
+(what DataLoader workers hand over); :func:`geociss.data.normalise.normalise` turns either into
+the band mean (0 after normalisation). They are 255 in the labels. Windows that run past the
+raster edge are read as the part inside the raster, reflect-padded to the window (as
+``predict`` pads its tiles, so that ``evaluate`` scores the map ``predict`` writes); the padding
+is invalid (label 255) and its image pixels are NaN where they mirror an invalid pixel. This is
+what a boundless read means here; it avoids rasterio's ``boundless=True``, which builds a
+virtual warped dataset on every call (slow), and windows inside the raster take the plain fast
+path. A window that misses the raster entirely is all NaN.
 """
 
 from __future__ import annotations
@@ -32,14 +34,17 @@ from rasterio.windows import Window as RioWindow
 
 from geociss.cli.main import GDAL_DEFAULTS
 from geociss.data.classes import IGNORE_INDEX, ClassSchema
+from geociss.data.pixel_values import ids_only, is_identity, is_nodata, nodata_maps_to_ignore
 from geociss.data.records import TileRecord, Window
-from geociss.errors import DataError, UnknownLabelValueError, error_detail
+from geociss.errors import DataError, error_detail
 
 for _key, _value in GDAL_DEFAULTS.items():
     os.environ.setdefault(_key, _value)
 
 Pixels = tuple[np.ndarray, np.ndarray, np.ndarray]
 """``(image float32 (C, H, W), NaN where invalid; mask uint8 (H, W); valid bool (H, W))``."""
+Raw = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+"""``(image (C, H, W) raw band values; mask uint8 (H, W); nodata bool (H, W) or None)``."""
 
 
 class _Source:
@@ -53,7 +58,8 @@ class _Source:
     """
 
     __slots__ = (
-        "height", "indexes", "masked", "nodata", "read_indexes", "src", "transform", "width",
+        "dtype", "height", "indexes", "masked", "nodata", "read_indexes", "src", "transform",
+        "width",
     )
 
     def __init__(self, src: Any, indexes: list[int], nodata: float | None) -> None:
@@ -64,6 +70,7 @@ class _Source:
         self.width = int(src.width)
         self.transform = src.transform
         self.nodata = nodata
+        self.dtype = np.dtype(src.dtypes[indexes[0] - 1])
         flags = src.mask_flag_enums[indexes[0] - 1]
         self.masked = MaskFlags.per_dataset in flags or MaskFlags.alpha in flags
 
@@ -99,7 +106,7 @@ class WindowReader:
         self._classes = schema.num_classes
         # Index labels that already hold class ids (0..N-1, 255 = ignore) need no table look-up:
         # checking that no other value occurs is about 10x cheaper than ClassSchema.encode.
-        self._identity = _is_identity(schema)
+        self._identity = is_identity(schema)
         self._pid: int | None = None
         self._open: OrderedDict[tuple[int, bool], _Source] = OrderedDict()
 
@@ -146,7 +153,7 @@ class WindowReader:
                 raise DataError(path, f"label raster has {src.count} band(s), needs {need}")
             nodata = src.nodata
             encoded = record.label_encoded
-            if nodata is not None and _maps_to_ignore(self.schema, nodata, need, encoded):
+            if nodata is not None and nodata_maps_to_ignore(self.schema, nodata, need, encoded):
                 nodata = None
             return _Source(src, list(range(1, need + 1)), nodata)
         nodata = record.nodata if src.nodata is None else src.nodata  # --nodata for untagged
@@ -210,8 +217,7 @@ class WindowReader:
 
         Args:
             window: the window; it may run past the raster edge (it is padded).
-            out: optional float32 (C, H, W) array the image is written into (and returned),
-                e.g. one slot of a batch: the pixels are converted once, straight into place.
+            out: optional float32 (C, H, W) array the image is written into (and returned).
 
         Returns:
             ``(image, mask, invalid)`` where ``invalid`` is a bool (H, W) array, or None when
@@ -220,49 +226,79 @@ class WindowReader:
         Raises:
             ValueError: ``out`` has the wrong shape or dtype.
         """
-        image, invalid = self._read_image(window, out)
-        mask = self._read_label(window)
-        if invalid is not None:
-            mask[invalid] = IGNORE_INDEX
-        return image, mask, invalid
+        if out is not None and out.dtype != np.float32:
+            raise ValueError(f"out must be a float32 array, got {out.dtype}")
+        image, nodata, invalid = self._read_image(window, out)
+        image = image.astype(np.float32, copy=False)  # a fresh array (or ``out``) either way
+        if nodata is not None:
+            image[:, nodata] = np.nan
+        return image, self._label(window, invalid), invalid
+
+    def read_raw(self, window: Window, out: np.ndarray | None = None) -> Raw:
+        """Raw band values, class mask and nodata pixels of one window (what workers hand over).
+
+        The image holds the raster's own values (its dtype, or ``out``'s), reflect-padded past
+        the raster edge like :meth:`read`; ``nodata`` marks the pixels that :meth:`read` sets to
+        NaN (0 in a window that misses the raster). ``read``'s image is exactly this image as
+        float32 with NaN at ``nodata``.
+
+        Args:
+            window: the window; it may run past the raster edge (it is padded).
+            out: optional (C, H, W) array the image is written into (cast to its dtype).
+
+        Returns:
+            ``(image, mask uint8 (H, W), nodata bool (H, W) or None when no pixel is)``.
+
+        Raises:
+            ValueError: ``out`` has the wrong shape.
+        """
+        image, nodata, invalid = self._read_image(window, out)
+        return image, self._label(window, invalid), nodata
 
     def channels(self, tile: int) -> int:
         """Number of image bands read from a tile."""
         return len(self._source(tile, False).indexes)
 
+    def dtype(self, tile: int) -> np.dtype:
+        """Data type of the image bands read from a tile."""
+        return self._source(tile, False).dtype
+
+    def _label(self, window: Window, invalid: np.ndarray | None) -> np.ndarray:
+        mask = self._read_label(window)
+        if invalid is not None:
+            mask[invalid] = IGNORE_INDEX
+        return mask
+
     def _read_image(
         self, window: Window, out: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """``(raw image, nodata, invalid)`` of a window, the image padded past the raster edge.
+
+        ``nodata``: the image pixels to treat as NaN; ``invalid``: those the labels ignore
+        (nodata plus the padding outside the raster); None where there are none.
+        """
         source = self._source(window.tile, False)
         shape = (len(source.indexes), window.height, window.width)
-        if out is not None and (out.shape != shape or out.dtype != np.float32):
-            raise ValueError(f"out must be a float32 array of shape {shape}, got "
-                             f"{out.dtype} {out.shape}")
+        if out is not None and out.shape != shape:
+            raise ValueError(f"out must have the shape {shape}, got {out.shape}")
         inner, dst = _clip(window, source.height, source.width)
         if inner is None:
-            image = np.empty(shape, np.float32) if out is None else out
-            image.fill(np.nan)
-            return image, np.ones(shape[1:], bool)
+            image = np.zeros(shape, source.dtype) if out is None else out
+            image.fill(0)
+            return image, np.ones(shape[1:], bool), np.ones(shape[1:], bool)
         raw = _read(source, inner)
-        invalid = self._invalid(source, raw, inner)
-        if dst is None and out is not None:
-            image = out
-            np.copyto(image, raw, casting="unsafe")
-        else:
-            image = raw.astype(np.float32, copy=dst is not None)  # a fresh array either way
-        if invalid is not None:
-            image[:, invalid] = np.nan
-        if dst is None:
-            return image, invalid
-        (r0, r1), (c0, c1) = (dst[0].start, dst[0].stop), (dst[1].start, dst[1].stop)
-        pads = ((0, 0), (r0, shape[1] - r1), (c0, shape[2] - c1))
-        image = np.pad(image, pads, mode="reflect")  # as predict pads its tiles
-        if out is not None:
-            out[...] = image
-            image = out
-        full_invalid = np.ones(shape[1:], bool)
-        full_invalid[dst] = False if invalid is None else invalid
-        return image, full_invalid
+        nodata = invalid = self._invalid(source, raw, inner)
+        if dst is not None:
+            (r0, r1), (c0, c1) = (dst[0].start, dst[0].stop), (dst[1].start, dst[1].stop)
+            pads = ((r0, shape[1] - r1), (c0, shape[2] - c1))
+            raw = np.pad(raw, ((0, 0), *pads), mode="reflect")  # as predict pads its tiles
+            nodata = None if invalid is None else np.pad(invalid, pads, mode="reflect")
+            invalid = np.ones(shape[1:], bool)
+            invalid[dst] = False if nodata is None else nodata[dst]
+        if out is None:
+            return raw, nodata, invalid
+        np.copyto(out, raw, casting="unsafe")
+        return out, nodata, invalid
 
     @staticmethod
     def _invalid(source: _Source, raw: np.ndarray, inner: RioWindow) -> np.ndarray | None:
@@ -276,7 +312,7 @@ class WindowReader:
                     source.src.name, f"cannot read mask ({error_detail(err)})"
                 ) from None
         elif source.nodata is not None:
-            invalid = _is_nodata(raw, source.nodata)
+            invalid = is_nodata(raw, source.nodata)
         if raw.dtype.kind == "f":
             nan = np.isnan(raw).any(axis=0)
             invalid = nan if invalid is None else invalid | nan
@@ -303,7 +339,7 @@ class WindowReader:
 
     def _encode(self, raw: np.ndarray, source: _Source, encoded: bool) -> np.ndarray:
         """Class ids of a raw label block; label nodata becomes 255."""
-        nodata = None if source.nodata is None else _is_nodata(raw, source.nodata)
+        nodata = None if source.nodata is None else is_nodata(raw, source.nodata)
         if nodata is not None and not nodata.any():
             nodata = None
         if encoded:
@@ -314,7 +350,7 @@ class WindowReader:
             return labels
         path = source.src.name
         if nodata is None:
-            if self._identity and raw.dtype == np.uint8 and _ids_only(raw[0], self._classes):
+            if self._identity and raw.dtype == np.uint8 and ids_only(raw[0], self._classes):
                 return raw[0]
             return self.schema.encode(raw if raw.shape[0] > 1 else raw[0], path)
         labels = np.full(raw.shape[1:], IGNORE_INDEX, np.uint8)
@@ -343,51 +379,6 @@ def _clip(
         return inner, None
     dst = (slice(r0 - window.row, r1 - window.row), slice(c0 - window.col, c1 - window.col))
     return inner, dst
-
-
-def _maps_to_ignore(schema: ClassSchema, nodata: float, bands: int, encoded: bool) -> bool:
-    """True when label pixels equal to ``nodata`` become 255 anyway (no need to look for them)."""
-    if np.isnan(nodata) or nodata != int(nodata) or not 0 <= nodata <= 65535:
-        return False
-    if encoded:
-        return int(nodata) == IGNORE_INDEX
-    if bands == 3 and nodata > 255:
-        return False
-    probe = np.full((bands, 1, 1), int(nodata), np.uint16 if bands == 1 else np.uint8)
-    try:
-        return bool((schema.encode(probe if bands > 1 else probe[0]) == IGNORE_INDEX).all())
-    except UnknownLabelValueError:
-        return False
-
-
-def _is_identity(schema: ClassSchema) -> bool:
-    """True when raw index values 0..N-1 are class ids 0..N-1 and 255 is ignore."""
-    if schema.encoding != "index" or schema.num_classes >= IGNORE_INDEX:
-        return False
-    probe = np.array([*range(schema.num_classes), IGNORE_INDEX], np.uint8)[None]
-    try:
-        return bool((schema.encode(probe) == probe).all())
-    except UnknownLabelValueError:
-        return False
-
-
-def _ids_only(labels: np.ndarray, classes: int) -> bool:
-    """True when every value is a class id below ``classes`` or 255 (uint8 labels)."""
-    top = int(labels.max())
-    if top < classes:
-        return True
-    return top == IGNORE_INDEX and not ((labels >= classes) & (labels != IGNORE_INDEX)).any()
-
-
-def _is_nodata(raw: np.ndarray, nodata: float) -> np.ndarray | None:
-    """Pixels whose every band equals ``nodata`` (None when the dtype cannot hold it)."""
-    if np.isnan(nodata):
-        return np.isnan(raw).all(axis=0) if raw.dtype.kind == "f" else None
-    if raw.dtype.kind in "iu":
-        info = np.iinfo(raw.dtype)
-        if nodata != int(nodata) or not info.min <= nodata <= info.max:
-            return None
-    return (raw == raw.dtype.type(nodata)).all(axis=0)
 
 
 def _read(source: _Source, window: RioWindow) -> np.ndarray:

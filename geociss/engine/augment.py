@@ -87,7 +87,10 @@ class BatchAugment(torch.nn.Module):
     def forward(
         self, image: Tensor, mask: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Augment ``image`` (B, C, H, W) float and ``mask`` (B, H, W) int64 identically."""
+        """Augment ``image`` (B, C, H, W) float and ``mask`` (B, H, W) identically.
+
+        ``mask`` may be any integer dtype (uint8 from the loader); the result is int64.
+        """
         b = image.shape[0]
         theta = self.sample_affine(b, image.device, generator)
         grid = F.affine_grid(theta, list(image.shape), align_corners=False)

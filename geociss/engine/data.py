@@ -241,9 +241,11 @@ class ExperimentData:
 class StepDataModule(L.LightningDataModule):
     """Training loader of one step: random windows of the selected regions, labels via a LUT.
 
-    The sampler is built when the loader is requested, with this process's rank and the world
-    size, so each DDP rank draws its own share of the epoch's windows (Lightning's own
-    distributed sampler is disabled by the runner).
+    Its batches hold raw band values and uint8 masks (:mod:`geociss.data.dataset`); the
+    step's module normalises them on the training device. The sampler is built when the loader
+    is requested, with this process's rank and the world size, so each DDP rank draws its own
+    share of the epoch's windows (Lightning's own distributed sampler is disabled by the
+    runner).
     """
 
     def __init__(

@@ -142,8 +142,10 @@ def owned_batches(
     """``(windows, normalised images, owned targets)`` per batch of the tiles' owned grid.
 
     Labels go through ``lut``; every pixel outside a window's owned part is 255 in its
-    target, so each pixel of the tiles is scored exactly once. Iterate under
-    ``torch.inference_mode()`` (images are normalised in place).
+    target, so each pixel of the tiles is scored exactly once. The workers hand over raw band
+    values and uint8 masks; the float conversion and normalisation run here, on ``device``
+    (targets are int64 there). Iterate under ``torch.inference_mode()`` (images are normalised
+    in place).
     """
     grid = owned_grid(tiles, size, overlap)
     loader = DataLoader(
@@ -156,9 +158,15 @@ def owned_batches(
     m, inv, low, high = input_columns(mean, std, clip, device)
     for chunk, batch in zip(_batches(grid, batch_size), loader, strict=True):
         x = normalise(
-            batch["image"].to(device, non_blocking=True), m, inv, inplace=True, low=low, high=high
+            batch["image"].to(device, non_blocking=True),
+            m,
+            inv,
+            inplace=True,
+            low=low,
+            high=high,
+            nodata=batch["nodata"],
         )
-        yield chunk, x, owned_target(batch["mask"], chunk).to(device)
+        yield chunk, x, owned_target(batch["mask"], chunk).to(device).long()
 
 
 def owned_target(mask: Tensor, chunk: Sequence[OwnedWindow]) -> Tensor:

@@ -3,6 +3,8 @@
 The module owns the student, the frozen teacher (the previous step's model: eval mode, no
 gradient, forward under ``no_grad`` on the same augmented batch), the method (which computes the
 losses) and the device-side batch pipeline: normalisation → augmentation → ``channels_last``.
+Batches arrive as the loader's workers made them (raw band values in the raster's dtype, uint8
+masks, :mod:`geociss.data.dataset`) and are converted here, on the training device.
 It never calls ``torch.distributed``: multi-GPU and multi-node training run through Lightning's
 DDP (``devices``, ``num_nodes``), and the window sampler splits the stream by rank.
 """
@@ -81,13 +83,20 @@ class IncrementalStep(L.LightningModule):
 
     # ---------------------------------------------------------------- batch pipeline
 
-    def normalise(self, image: Tensor) -> Tensor:
+    def normalise(self, image: Tensor, nodata: Tensor | None = None) -> Tensor:
         """Raw band values → normalised float32 input; invalid pixels (NaN) → 0, the band mean.
 
         :func:`geociss.data.normalise.normalise`, the rule of evaluation and ``predict`` too.
+        The loader's batches hold the raster's own dtype and their invalid pixels in
+        ``nodata`` (:mod:`geociss.data.dataset`): the conversion runs here, on the device.
         """
         x = normalise(
-            image, self.mean, self.std.reciprocal(), low=self.clip_low, high=self.clip_high
+            image,
+            self.mean,
+            self.std.reciprocal(),
+            low=self.clip_low,
+            high=self.clip_high,
+            nodata=nodata,
         )
         return (
             x.contiguous(memory_format=torch.channels_last) if self.train_cfg.channels_last else x
@@ -104,8 +113,8 @@ class IncrementalStep(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """Augment on the device, run student and teacher, sum and log the method's losses."""
-        x = self.normalise(batch["image"])
-        x, y = self.augment(x, batch["mask"])
+        x = self.normalise(batch["image"], batch.get("nodata"))
+        x, y = self.augment(x, batch["mask"])  # uint8 mask in, int64 out
         if self.train_cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         out = self.model(x, features=self.method.student_features())

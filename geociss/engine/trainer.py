@@ -180,7 +180,11 @@ def prepass_batches(
     device: torch.device,
     clip: Clip | None = None,
 ) -> Iterator[dict[str, torch.Tensor]]:
-    """The step's regions as unaugmented, normalised batches (for a method's pre-pass)."""
+    """The step's regions as unaugmented, normalised batches (for a method's pre-pass).
+
+    The workers hand over raw band values and uint8 masks; the conversion to the normalised
+    float32 image and the int64 mask runs here, on ``device``.
+    """
     sampler = GridWindowSampler(regions, cfg.patch_size, cfg.patch_size)
     loader = DataLoader(
         WindowDataset(tiles, schema, bands=cfg.bands),
@@ -191,7 +195,10 @@ def prepass_batches(
     )
     m, inv, low, high = input_columns(mean, std, clip, device)
     for batch in loader:
+        image = batch["image"].to(device)
         yield {
-            "image": normalise(batch["image"].to(device), m, inv, inplace=True, low=low, high=high),
-            "mask": batch["mask"].to(device),
+            "image": normalise(
+                image, m, inv, inplace=True, low=low, high=high, nodata=batch["nodata"]
+            ),
+            "mask": batch["mask"].to(device).long(),
         }

@@ -32,8 +32,9 @@ def dataset(tmp_path):
 
 def test_sample_dict_types_and_georeferencing(dataset):
     sample = dataset[Window(0, 32, 48, 64, 64)]
-    assert sample["image"].dtype == torch.float32 and sample["image"].shape == (3, 64, 64)
-    assert sample["mask"].dtype == torch.int64 and sample["mask"].shape == (64, 64)
+    assert sample["image"].dtype == torch.uint8 and sample["image"].shape == (3, 64, 64)
+    assert sample["mask"].dtype == torch.uint8 and sample["mask"].shape == (64, 64)
+    assert sample["nodata"] is None  # no invalid pixel in this window
     assert sample["tile"] == 0 and sample["window"] == (32, 48, 64, 64)
     record = dataset.tiles[0]
     with rasterio.open(record.image) as src:
@@ -44,7 +45,7 @@ def test_sample_dict_types_and_georeferencing(dataset):
     base = Affine(*record.transform)
     assert sample["transform"][2] == pytest.approx(base.c + 48 * base.a)
     assert sample["transform"][5] == pytest.approx(base.f + 32 * base.e)
-    np.testing.assert_array_equal(sample["image"].numpy(), raw.astype(np.float32))
+    np.testing.assert_array_equal(sample["image"].numpy(), raw)
     assert dataset[Window(1, 0, 0, 16, 16)]["crs"] is None
 
 
@@ -55,7 +56,7 @@ def test_collate_stacks_and_remaps_with_lut(dataset):
     lut[[0, 1, 2, 3, 4, 5]] = [0, 0, 1, 2, 255, 3]
     batch = Collate(lut)(samples)
     assert batch["image"].shape == (2, 3, 64, 64) and batch["mask"].shape == (2, 64, 64)
-    assert batch["mask"].dtype == torch.int64
+    assert batch["mask"].dtype == torch.uint8 and batch["image"].dtype == torch.uint8
     raw = torch.stack([s["mask"] for s in samples])
     np.testing.assert_array_equal(batch["mask"].numpy(), lut[raw.numpy()])
     assert (batch["mask"][1, 28:] == 255).all()  # padding stays ignore
@@ -124,6 +125,9 @@ def _check_same_batches(dataset, context):
     assert len(single) == len(multi) == 6
     for a, b in zip(single, multi, strict=True):
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+        assert a["image"].dtype == torch.uint8 and a["mask"].dtype == torch.uint8
+        assert (a["nodata"] is None) == (b["nodata"] is None)
+        assert a["nodata"] is None or torch.equal(a["nodata"], b["nodata"])
         assert a["window"] == b["window"] and a["tile"] == b["tile"]
     assert any((b["mask"] == 9).any() for b in single)
     assert not any((b["mask"] == 2).any() for b in single)

@@ -50,7 +50,7 @@ def test_experiment_data_trains_on_official_train_and_validates_on_test(tmp_path
     loader = DataLoader(WindowDataset(data.train.tiles, RGB), batch_size=4, sampler=sampler,
                         collate_fn=Collate(scenario.train_lut(1)))
     batch = next(iter(loader))
-    assert batch["image"].shape == (4, 3, 24, 24) and batch["image"].dtype == torch.float32
+    assert batch["image"].shape == (4, 3, 24, 24) and batch["image"].dtype == torch.uint8
     assert batch["mask"].shape == (4, 24, 24)
     assert set(batch["mask"].unique().tolist()) <= {0, 4, 255}  # step 1: car, rest background
     assert batch["crs"][0] is not None
