@@ -123,3 +123,35 @@ def test_seeded_cells_have_their_own_run_folders_and_train_seed(tmp_path):
     assert (a.name, b.name) == ("mib_cpu_4-1_s0", "mib_cpu_4-1_s2")
     assert (a.train.seed, b.train.seed) == (0, 2)
     assert a.model.encoder == "efficientnet_lite0" and a.data.normalization == "imagenet"
+
+
+def test_sample_scenes_hold_out_scenes_of_their_own_seed(tmp_path, monkeypatch):
+    """The cpu preset validates on scenes generated apart, not on a hash split of one set."""
+    import copy
+
+    from geociss.bench import PRESETS, experiment, sample_scenes
+    from geociss.data.classes import ClassSchema
+    from geociss.engine.data import ExperimentData
+
+    small = copy.deepcopy(PRESETS["cpu"])
+    small["sample"] = {"tiles": 3, "size": 64, "seed": 0}
+    small["val_sample"] = {"tiles": 2, "seed": 1}
+    monkeypatch.setitem(PRESETS, "cpu", small)
+    folder = sample_scenes("cpu", tmp_path / "sample")
+    assert len(list((folder / "images").glob("*.tif"))) == 3
+    assert len(list((folder / "val" / "images").glob("*.tif"))) == 2
+    cfg = experiment("cpu", "4-1", "mib", folder, tmp_path / "runs")
+    data = ExperimentData.load(cfg.data, ClassSchema.load(cfg.data.class_schema))
+    assert [t.image.parent for t in data.val_tiles] == [folder / "val" / "images"] * 2
+    assert len(data.train_tiles) == 3  # every generated training scene trains
+    # the held-out scenes differ from the training scenes of the same index
+    import rasterio
+
+    with rasterio.open(folder / "images" / "scene_000.tif") as a, rasterio.open(
+        folder / "val" / "images" / "scene_000.tif"
+    ) as b:
+        assert (a.read() != b.read()).any()
+    assert "3 sample scenes of 64 px (2 more, of seed 1, held out" in describe("cpu")
+    # a folder without val/ keeps the hash split of data.val_fraction
+    plain = experiment("small", "4-1", "mib", tmp_path / "plain", tmp_path / "runs")
+    assert plain.data.val_images is None

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from geociss.bench.cost import step_cost
-from geociss.bench.presets import PRESETS, describe
+from geociss.bench.presets import PRESETS, VAL_DIR, describe, sample_scenes
 
 __all__ = [
     "PRESETS",
@@ -38,6 +38,7 @@ __all__ = [
     "retention_pairs",
     "run_bench",
     "run_name",
+    "sample_scenes",
     "step_cost",
 ]
 
@@ -128,7 +129,8 @@ def experiment(
 ) -> Any:
     """The experiment config of one benchmark cell (``seed``: ``train.seed``).
 
-    The data are a folder with ``images/``, ``labels/`` and ``classes.yaml`` (``data``), or a
+    The data are a folder with ``images/``, ``labels/`` and ``classes.yaml`` (``data``; its
+    ``val/images`` and ``val/labels``, when present, are the validation tiles), or a
     ``data:`` section of an experiment config (``data_section``, e.g. ISPRS Potsdam read from
     its archives): its keys override the preset's data settings.
     """
@@ -143,6 +145,11 @@ def experiment(
             labels=str(data / "labels"),
             schema=str(data / "classes.yaml"),
         )
+        if (data / VAL_DIR / "images").is_dir():
+            p["data"].update(
+                val_images=str(data / VAL_DIR / "images"),
+                val_labels=str(data / VAL_DIR / "labels"),
+            )
     else:
         raise ValueError("give the data folder or a data section")
     return ExperimentConfig.model_validate(
@@ -181,15 +188,12 @@ def run_bench(
     Data: ``data_section`` (a config's ``data:`` mapping), else the folder ``data``, else
     sample scenes generated under ``out/sample`` with the preset's size.
     """
-    from geociss.data.synthetic import generate_scenes
     from geociss.engine.bundle import StepBundle
     from geociss.engine.runner import ScenarioRunner
     from geociss.errors import GeocissError
 
     if data is None and data_section is None:
-        data = out / "sample"
-        if not (data / "classes.yaml").is_file():
-            generate_scenes(data, **PRESETS[preset]["sample"])
+        data = sample_scenes(preset, out / "sample")
     methods = list(dict.fromkeys(["finetune", *methods, "joint"]))
     rows: list[BenchRow] = []
     costs = {m: step_cost(m, preset) for m in methods if m != "joint"}
