@@ -6,7 +6,8 @@
 3. add the class "tree" from data labelled for trees only, once with plain fine-tuning and once
    with a class-incremental method (MiB by default): the shared step 0 is trained once;
 4. print old / new / all mIoU side by side (fine-tuning forgets the old classes);
-5. map a held-out scene with the incremental model into a styled GeoTIFF (+ QGIS style);
+5. map a held-out scene (generated apart, with its own seed) with the incremental model into a
+   styled GeoTIFF (+ QGIS style);
 6. say where everything is and how to open it in QGIS.
 
 Cars and clutter are left out (background in the training labels, as ISPRS clutter is in IDEC's
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from geociss.bench.presets import PRESETS
+from geociss.bench.presets import PRESETS, VAL_DIR
 from geociss.config.experiment import ExperimentConfig
 
 BASE_CLASSES = ("impervious surfaces", "building", "low vegetation")
@@ -39,9 +40,13 @@ RUN_SUFFIX = "add-tree"
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Size of the demo: ``full`` (under 3 minutes on 2 cores) or ``quick`` (tests)."""
+    """Size of the demo: ``full`` (under 3 minutes on 2 cores) or ``quick`` (tests).
+
+    ``tiles`` training scenes (seed 0) and ``val_tiles`` held-out scenes of their own seed (1).
+    """
 
     tiles: int
+    val_tiles: int
     size: int
     patch: int
     samples: int
@@ -54,10 +59,12 @@ class DemoSettings:
         """The quick or the full settings."""
         if quick:
             return DemoSettings(
-                tiles=5, size=256, patch=64, samples=16, epochs=1, epochs_incremental=1, batch=4
+                tiles=4, val_tiles=1, size=256, patch=64, samples=16, epochs=1,
+                epochs_incremental=1, batch=4,
             )
         return DemoSettings(
-            tiles=6, size=512, patch=128, samples=512, epochs=4, epochs_incremental=1, batch=8
+            tiles=6, val_tiles=2, size=512, patch=128, samples=512, epochs=4,
+            epochs_incremental=1, batch=8,
         )
 
 
@@ -77,7 +84,8 @@ def demo_config(out: Path, method: str, s: DemoSettings, workers: int) -> Experi
                 "images": str(sample / "images"),
                 "labels": str(sample / "labels"),
                 "schema": str(sample / "classes.yaml"),
-                "val_fraction": 0.25,
+                "val_images": str(sample / VAL_DIR / "images"),
+                "val_labels": str(sample / VAL_DIR / "labels"),
                 "patch_size": s.patch,
                 "batch_size": s.batch,
                 "samples_per_epoch": s.samples,
@@ -108,6 +116,23 @@ def demo_config(out: Path, method: str, s: DemoSettings, workers: int) -> Experi
     )
 
 
+def demo_scenes(sample: Path, s: DemoSettings, log: Callable[[Any], None] = print) -> Path:
+    """Write the demo's scenes once: ``sample/`` (training, seed 0) and ``sample/val/`` (seed 1).
+
+    Returns:
+        ``sample``, which then holds ``images/``, ``labels/``, ``classes.yaml`` and ``val/``.
+    """
+    from geociss.data.synthetic import generate_scenes
+
+    if not (sample / "classes.yaml").is_file():
+        log(f"writing {s.tiles} sample scenes of {s.size} px to {sample}")
+        generate_scenes(sample, tiles=s.tiles, size=s.size, seed=0)
+    if not (sample / VAL_DIR / "classes.yaml").is_file():
+        log(f"writing {s.val_tiles} held-out scene(s) to {sample / VAL_DIR}")
+        generate_scenes(sample / VAL_DIR, tiles=s.val_tiles, size=s.size, seed=1)
+    return sample
+
+
 def run_demo(
     out: Path,
     method: str = "mib",
@@ -117,14 +142,10 @@ def run_demo(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the demo; return the final scores per method and the output paths."""
-    from geociss.data.synthetic import generate_scenes
     from geociss.engine.runner import ScenarioRunner
 
     s = DemoSettings.of(quick)
-    sample = out / "sample"
-    if not (sample / "classes.yaml").is_file():
-        log(f"writing {s.tiles} sample scenes of {s.size} px to {sample}")
-        generate_scenes(sample, tiles=s.tiles, size=s.size, seed=0)
+    demo_scenes(out / "sample", s, log)
     results: dict[str, Any] = {}
     runners = {}
     for name in ("finetune", method):
