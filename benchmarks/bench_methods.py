@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from benchmarks._report import update_section
-from geociss.bench import collect, describe, relative, run_bench, step_cost
+from geociss.bench import collect, describe, relative, run_bench
+from geociss.bench.cost import interleaved_costs
 from geociss.bench.report import (
     comparisons,
     per_class_table,
@@ -36,7 +37,8 @@ def tables(rows, preset: str, command: str, minutes: float | None) -> str:
         "Potsdam all / joint = the same ratio from the IDEC paper's Table 3 (ISPRS Potsdam, "
         "ResNet-101, GPU), for orientation only; s/step vs fine-tune = median seconds of one "
         "training step of the method at step 1 relative to fine-tuning (measured apart from the "
-        "runs, in a fresh process; with --report-only alone: in-run wall time per step, data "
+        "runs, in a fresh process per method and round, median of the rounds, the methods "
+        "interleaved in each round; with --report-only alone: in-run wall time per step, data "
         "loading included); peak MiB = growth of the peak resident memory of that step's "
         "process.\n\n"
         + summary_table(rows)
@@ -76,6 +78,8 @@ def main() -> None:
     ap.add_argument("--measure-cost", action="store_true",
                     help="with --report-only: measure each method's step cost and peak memory "
                     "now (fresh processes; run on an idle machine) instead of in-run wall time")
+    ap.add_argument("--cost-rounds", type=int, default=3,
+                    help="with --measure-cost: rounds, each measuring every method once")
     args = ap.parse_args()
     methods, tasks = args.methods.split(","), args.tasks.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -87,7 +91,8 @@ def main() -> None:
     if args.report_only:
         rows = collect(methods, tasks, args.preset, Path(args.out), seeds)
         if args.measure_cost:
-            costs = {m: step_cost(m, args.preset) for m in {r.method for r in rows} - {"joint"}}
+            specs = [m for m in dict.fromkeys(r.method for r in rows) if m != "joint"]
+            costs = interleaved_costs(specs, args.preset, rounds=args.cost_rounds)
             for r in rows:
                 r.step_seconds, r.peak_mib = costs.get(r.method, (None, None))
             relative(rows)

@@ -155,3 +155,37 @@ def test_sample_scenes_hold_out_scenes_of_their_own_seed(tmp_path, monkeypatch):
     # a folder without val/ keeps the hash split of data.val_fraction
     plain = experiment("small", "4-1", "mib", tmp_path / "plain", tmp_path / "runs")
     assert plain.data.val_images is None
+
+
+def test_collect_scores_a_shared_joint_model_with_the_tasks_own_split():
+    """A joint model cached by 4-1 serves 2-3: old/new come from the run's own report."""
+    from types import SimpleNamespace
+
+    from geociss.bench import _row_from_bundle
+
+    def metrics(old, new, old_ids):
+        channels = [{"name": n, "iou": 0.5} for n in ("impervious surfaces", "building")]
+        return {"miou": {"old": old, "new": new, "all": 0.7}, "channels": channels,
+                "old_channels": old_ids}
+
+    stored = metrics(0.8, 0.3, [0, 1, 2, 3])  # what 4-1 stored when it trained the model
+    bundle = SimpleNamespace(steps=[SimpleNamespace(metrics=stored, info={})])
+    row = _row_from_bundle(bundle, "2-3", "joint", 0, metrics(0.73, 0.69, [0, 1]))
+    assert (row.old, row.new, row.all) == (0.73, 0.69, 0.7)
+    assert _row_from_bundle(bundle, "4-1", "joint", 0).old == 0.8
+
+
+def test_interleaved_costs_measure_every_method_each_round_and_take_medians(monkeypatch):
+    from geociss.bench import cost
+
+    calls = []
+    values = iter([1.0, 2.0, 9.0, 2.2, 1.1, 2.1])  # round 1: ft, mib; round 2; round 3
+
+    def fake(spec, preset, repeats):
+        calls.append(spec)
+        return next(values), float(len(calls))
+
+    monkeypatch.setattr(cost, "step_cost", fake)
+    out = cost.interleaved_costs(["finetune", "mib"], "cpu", rounds=3)
+    assert calls == ["finetune", "mib"] * 3
+    assert out["finetune"] == (1.1, 5.0) and out["mib"] == (2.1, 6.0)

@@ -261,13 +261,22 @@ def collect(
                             BenchRow(task, spec, None, None, None, note="incomplete", seed=seed)
                         )
                     continue
-                rows.append(_row_from_bundle(StepBundle.load(last), task, spec, seed))
+                report = last.parent / "metrics.json"
+                split = json.loads(report.read_text()) if report.is_file() else None
+                rows.append(_row_from_bundle(StepBundle.load(last), task, spec, seed, split))
     relative(rows)
     return rows
 
 
-def _row_from_bundle(bundle: Any, task: str, spec: str, seed: int) -> BenchRow:
-    metrics = bundle.steps[-1].metrics
+def _row_from_bundle(
+    bundle: Any, task: str, spec: str, seed: int, split: dict[str, Any] | None = None
+) -> BenchRow:
+    """A row from a run's final bundle; ``split``: the run's own step report (metrics.json).
+
+    A joint or step-0 model shared through the step-0 cache stores the scores of the task that
+    trained it; the run folder's report holds them with this task's old/new split.
+    """
+    metrics = split if split is not None else bundle.steps[-1].metrics
     miou = metrics["miou"]
     seconds = sum(s.info.get("train_seconds", 0.0) for s in bundle.steps[1:])
     count = sum(s.info.get("train_steps", 0) for s in bundle.steps[1:])

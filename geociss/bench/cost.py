@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from geociss.bench.presets import PRESETS
@@ -21,6 +23,24 @@ def step_cost(spec: str, preset: str, repeats: int = 5) -> tuple[float, float]:
 
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
         return pool.submit(_step_cost, spec, preset, repeats).result()
+
+
+def interleaved_costs(
+    specs: Sequence[str], preset: str, rounds: int = 3, repeats: int = 5
+) -> dict[str, tuple[float, float]]:
+    """Median seconds and peak memory per method over ``rounds`` rounds of :func:`step_cost`.
+
+    Every round measures every method once, in the same order, so that a change in the
+    machine's load falls on all of them alike (a shared machine drifts over minutes).
+    """
+    seconds: dict[str, list[float]] = {s: [] for s in specs}
+    peaks: dict[str, list[float]] = {s: [] for s in specs}
+    for _ in range(rounds):
+        for spec in specs:
+            sec, peak = step_cost(spec, preset, repeats)
+            seconds[spec].append(sec)
+            peaks[spec].append(peak)
+    return {s: (statistics.median(seconds[s]), max(peaks[s])) for s in specs}
 
 
 def _peak_rss_mib() -> float:
@@ -94,4 +114,4 @@ def _step_cost(spec: str, preset: str, repeats: int) -> tuple[float, float]:
     return float(sorted(times[1:])[len(times[1:]) // 2]), float(peak)
 
 
-__all__ = ["step_cost"]
+__all__ = ["interleaved_costs", "step_cost"]
