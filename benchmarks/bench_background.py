@@ -133,12 +133,9 @@ def main() -> None:
     ap.add_argument("--out", default="bg-bench")
     args = ap.parse_args()
     out = Path(args.out)
-    from geociss.data.synthetic import generate_scenes
-    from geociss.demo import DemoSettings
+    from geociss.demo import DemoSettings, demo_scenes
 
-    settings = DemoSettings.of(False)
-    if not (out / "sample" / "classes.yaml").is_file():
-        generate_scenes(out / "sample", tiles=settings.tiles, size=settings.size, seed=0)
+    demo_scenes(out / "sample", DemoSettings.of(False))
     start = time.time()
     cells: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
     for seed in (int(s) for s in args.seeds.split(",")):
