@@ -153,3 +153,29 @@ def tiny_isprs_bundle() -> Any:
         model.eval(), schema=ClassSchema.preset("isprs"), steps=[StepRecord(list(range(6)))],
         mean=[120.0] * 3, std=[60.0] * 3, bands=["red", "green", "blue"],
     )
+
+
+LANDCOVER_4_SCHEMA = {
+    "schema_version": 1,
+    "name": "landcover-4",
+    "encoding": "index",
+    "background": "other",
+    "ignore_values": [0, 255],
+    "classes": [
+        {"id": 0, "name": "other", "color": "#bdbdbd", "values": [1, 6]},
+        {"id": 1, "name": "water", "color": "#2166ac", "values": [2]},
+        {"id": 2, "name": "forest", "color": "#1b7837", "values": [3, 4]},
+        {"id": 3, "name": "built-up", "color": "#d73027", "values": [5]},
+    ],
+}
+"""A 4-class satellite land-cover schema whose labels hold a product's codes (0 = unlabelled)."""
+
+THREE_CLASS_SCHEMA = {
+    "name": "three",
+    "background": "bare",
+    "classes": [
+        {"id": i, "name": n, "color": c}
+        for i, (n, c) in enumerate([("bare", "#a0a0a0"), ("water", "#0000ff"), ("crop", "#ffff00")])
+    ],
+}
+"""A 3-class schema (bare as background, water, crop) of the 4-band nodata/scaling tests."""

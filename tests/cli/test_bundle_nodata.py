@@ -26,17 +26,10 @@ from geociss.engine.bundle import StepBundle
 from geociss.engine.increment import ExtendRequest, _data_config
 from geociss.engine.runner import ScenarioRunner
 
-from fakes import write_tif
+from fakes import THREE_CLASS_SCHEMA, write_tif
 
 SIGNATURES = np.array([[2500, 3000, 2000, 3500], [600, 500, 300, 150], [400, 700, 350, 3500]])
-SCHEMA = {
-    "name": "three",
-    "background": "bare",
-    "classes": [
-        {"id": i, "name": n, "color": c}
-        for i, (n, c) in enumerate([("bare", "#a0a0a0"), ("water", "#0000ff"), ("crop", "#ffff00")])
-    ],
-}
+SCHEMA = THREE_CLASS_SCHEMA
 BLOCK = (slice(8, 40), slice(16, 48))
 """The nodata block (0 in every band) of the new image."""
 

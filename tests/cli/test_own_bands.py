@@ -17,22 +17,10 @@ from click.testing import CliRunner
 from geociss.cli.main import cli
 from geociss.engine.bundle import StepBundle
 
-from fakes import write_tif
+from fakes import LANDCOVER_4_SCHEMA, write_tif
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "models" / "tiny.yaml"
-SCHEMA = {
-    "schema_version": 1,
-    "name": "landcover-4",
-    "encoding": "index",
-    "background": "other",
-    "ignore_values": [0, 255],
-    "classes": [
-        {"id": 0, "name": "other", "color": "#bdbdbd", "values": [1, 6]},
-        {"id": 1, "name": "water", "color": "#2166ac", "values": [2]},
-        {"id": 2, "name": "forest", "color": "#1b7837", "values": [3, 4]},
-        {"id": 3, "name": "built-up", "color": "#d73027", "values": [5]},
-    ],
-}
+SCHEMA = LANDCOVER_4_SCHEMA
 
 
 def run(*args: object) -> object:

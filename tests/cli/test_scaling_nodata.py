@@ -23,19 +23,12 @@ from geociss.data.normalise import input_columns, normalise
 from geociss.engine.bundle import StepBundle
 from geociss.engine.runner import ScenarioRunner
 
-from fakes import write_tif
+from fakes import THREE_CLASS_SCHEMA, write_tif
 
 SIGNATURES = np.array(
     [[2500, 3000, 2000, 3500], [3500, 2500, 3000, 2000], [2000, 3500, 2500, 3000]], np.float64
 )
-SCHEMA = {
-    "name": "three",
-    "background": "bare",
-    "classes": [
-        {"id": i, "name": n, "color": c}
-        for i, (n, c) in enumerate([("bare", "#a0a0a0"), ("water", "#0000ff"), ("crop", "#ffff00")])
-    ],
-}
+SCHEMA = THREE_CLASS_SCHEMA
 
 
 def scene(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -7,17 +7,9 @@ import numpy as np
 from geociss.data.classes import ClassSchema
 from geociss.engine.new_classes import extend_schema, new_label_schema
 
-SCHEMA = {
-    "name": "landcover-4",
-    "background": "other",
-    "ignore_values": [0, 255],
-    "classes": [
-        {"id": 0, "name": "other", "color": "#bdbdbd", "values": [1, 6]},
-        {"id": 1, "name": "water", "color": "#2166ac", "values": [2]},
-        {"id": 2, "name": "forest", "color": "#1b7837", "values": [3, 4]},
-        {"id": 3, "name": "built-up", "color": "#d73027", "values": [5]},
-    ],
-}
+from fakes import LANDCOVER_4_SCHEMA
+
+SCHEMA = LANDCOVER_4_SCHEMA
 
 
 def test_full_labels_keep_the_schemas_ignore_values_ignored() -> None:
