@@ -138,7 +138,12 @@ class DataConfig(BaseModel):
         "raster's own values and dtype (uint8, uint16, ...; float64 as float32), the labels as "
         "uint8 and, only for batches with invalid pixels, a bool nodata mask; the conversion to "
         "float, the nodata filling, the normalisation and the augmentation run in the main "
-        "process, on the training device.",
+        "process, on the training device. Default 2, from `python -m benchmarks.bench_sampler` "
+        "on 2 cores (docs/benchmarks.md): with tiles larger than GDAL's block cache (real "
+        "datasets) 2 workers load random windows 1.25x as fast as the main process alone; with "
+        "tiles that fit in the cache 0.8x, the cost of handing batches between processes. "
+        "Workers are kept between epochs. 0 suits small data on a CPU-only machine of 2 cores, "
+        "where the workers also take cores from the model.",
     )
     class_weights: dict[str, float] | None = Field(
         default=None, description="Class-aware window sampling weights by class name (e.g. car: 4)."
