@@ -7,6 +7,7 @@ Run: python -m benchmarks.bench_methods                 (cpu preset: every metho
 """
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -38,7 +39,8 @@ def tables(rows, preset: str, command: str, minutes: float | None) -> str:
         "ResNet-101, GPU), for orientation only; s/step vs fine-tune = median seconds of one "
         "training step of the method at step 1 relative to fine-tuning (measured apart from the "
         "runs, in a fresh process per method and round, median of the rounds, the methods "
-        "interleaved in each round; with --report-only alone: in-run wall time per step, data "
+        "interleaved in each round; with --report-only alone: the costs the last --measure-cost "
+        "saved in the output folder's step-costs.json, else in-run wall time per step, data "
         "loading included); peak MiB = growth of the peak resident memory of that step's "
         "process.\n\n"
         + summary_table(rows)
@@ -66,6 +68,29 @@ def _tracking(rows) -> str:
     )
 
 
+COSTS = "step-costs.json"
+"""Step costs measured by --measure-cost, kept in the output folder for later reports."""
+
+
+def save_costs(path: Path, costs: dict, preset: str, rounds: int) -> None:
+    """Keep measured step costs (seconds, peak MiB per method) for later --report-only runs."""
+    record = {"preset": preset, "rounds": rounds, "measured": time.strftime("%Y-%m-%d"),
+              "costs": {m: list(v) for m, v in costs.items()}}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    tmp.replace(path)
+
+
+def load_costs(path: Path, preset: str) -> dict[str, tuple[float, float]]:
+    """Step costs an earlier --measure-cost saved for ``preset`` (empty: none saved)."""
+    if not path.is_file():
+        return {}
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if record.get("preset") != preset:
+        return {}
+    return {m: (v[0], v[1]) for m, v in record["costs"].items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="cpu")
@@ -90,15 +115,19 @@ def main() -> None:
     )
     if args.report_only:
         rows = collect(methods, tasks, args.preset, Path(args.out), seeds)
+        saved = Path(args.out) / COSTS
         if args.measure_cost:
             specs = [m for m in dict.fromkeys(r.method for r in rows) if m != "joint"]
             costs = interleaved_costs(specs, args.preset, rounds=args.cost_rounds)
+            save_costs(saved, costs, args.preset, args.cost_rounds)
+            command += " --report-only --measure-cost"
+        else:
+            costs = load_costs(saved, args.preset)
+            command += " --report-only"
+        if costs:
             for r in rows:
                 r.step_seconds, r.peak_mib = costs.get(r.method, (None, None))
             relative(rows)
-            command += " --report-only --measure-cost"
-        else:
-            command += " --report-only"
         text = tables(rows, args.preset, command, None)
     else:
         start = time.time()

@@ -125,10 +125,12 @@ def measure_retention(
     *,
     threshold: float = DEFAULT_THRESHOLD,
     scope: str = "",
+    background: str | None = None,
     **kwargs: object,
 ) -> Retention:
     """:class:`Retention` of the old channels ``old_names`` of ``student`` against ``teacher``.
 
+    ``background``: the real class that plays background (None: implicit background channel).
     ``kwargs``: ``size``, ``overlap``, ``batch_size``, ``device``, ``bands``, ``clip`` of
     :func:`agreement_over_tiles`. Both models are moved to the device and back to the CPU.
     """
@@ -152,7 +154,7 @@ def measure_retention(
     finally:
         student.to("cpu")
         teacher.to("cpu")
-    return Retention.from_agreement(a, old_names, threshold, scope)
+    return Retention.from_agreement(a, old_names, threshold, scope, background)
 
 
 def step_lut(eval_lut: np.ndarray, new_channels: Sequence[int]) -> np.ndarray:
@@ -208,6 +210,7 @@ def scenario_retention(
         data.mean,
         data.std,
         scope=f"validation tiles ({len(data.val_tiles)})",
+        background=None if scenario.implicit_background else scenario.channel_names[0],
         clip=data.scaling.clip,
         size=cfg.eval_tile,
         overlap=cfg.eval_overlap,

@@ -35,6 +35,14 @@ import numpy as np
 DEFAULT_THRESHOLD = 0.5
 """A class that keeps less than this share of its teacher pixels is reported as collapsing."""
 
+BACKGROUND_HINT = (
+    "; it plays background, and the distillation lets new classes take whatever the previous "
+    "model called background: if it is a real class, declare no background class "
+    "(background: null in the class schema) and train again from step 0 (README: "
+    "'When the background is a real class')"
+)
+"""Added to the warning of a collapsing class that plays background."""
+
 
 @dataclass(frozen=True)
 class ClassRetention:
@@ -66,12 +74,15 @@ class Retention:
         pixels: scored pixels (not labelled new, not ignored).
         threshold: ``kept`` below which a class counts as collapsing.
         scope: where it was measured (e.g. ``"held-out tiles (2)"``).
+        background: name of the real class that plays background (channel 0), None when the
+            background channel is implicit; its warning says what to do about it.
     """
 
     classes: list[ClassRetention]
     pixels: int
     threshold: float = DEFAULT_THRESHOLD
     scope: str = ""
+    background: str | None = None
 
     @classmethod
     def from_agreement(
@@ -80,6 +91,7 @@ class Retention:
         names: Sequence[str],
         threshold: float = DEFAULT_THRESHOLD,
         scope: str = "",
+        background: str | None = None,
     ) -> Retention:
         """Retention from an agreement matrix ``(old channels, all channels)`` of pixel counts.
 
@@ -105,7 +117,7 @@ class Retention:
                     area_change=float(cols[c] / t - 1.0) if t else None,
                 )
             )
-        return cls(out, int(a.sum()), float(threshold), scope)
+        return cls(out, int(a.sum()), float(threshold), scope, background)
 
     def collapsing(self) -> list[ClassRetention]:
         """Classes that keep less than ``threshold`` of their teacher pixels."""
@@ -120,6 +132,7 @@ class Retention:
                 f"old class {c.name!r} keeps {kept:.0f} % of the pixels the previous model gave "
                 f"it (below {100 * self.threshold:.0f} %; {moved:.0f} % went to the new classes, "
                 f"predicted area {area:+.0f} %)"
+                + (BACKGROUND_HINT if c.name == self.background else "")
             )
         return lines
 
@@ -141,6 +154,7 @@ class Retention:
             "pixels": self.pixels,
             "threshold": self.threshold,
             "scope": self.scope,
+            "background": self.background,
         }
 
     @classmethod
@@ -151,6 +165,7 @@ class Retention:
             int(data.get("pixels", 0)),
             float(data.get("threshold", DEFAULT_THRESHOLD)),
             str(data.get("scope", "")),
+            data.get("background"),
         )
 
 

@@ -31,6 +31,20 @@ def test_formulas_on_a_hand_checked_matrix():
     assert Retention.from_dict(r.to_dict()) == r
 
 
+def test_a_collapsing_real_background_class_says_what_to_do():
+    # 'bare' plays background and loses 90 % of its pixels to the new class; 'water' loses
+    # 60 % to 'bare': both collapse, only the background's warning names the remedy
+    a = np.array([[1, 0, 9], [6, 4, 0]])
+    r = Retention.from_agreement(a, ["bare", "water"], background="bare")
+    bare, water = r.warnings()
+    assert "'bare' keeps 10 %" in bare and "90 % went to the new classes" in bare
+    assert "background: null" in bare and "plays background" in bare
+    assert "'water' keeps 40 %" in water and "background" not in water
+    assert Retention.from_dict(r.to_dict()) == r
+    implicit = Retention.from_agreement(a, ["background", "water"])
+    assert "background: null" not in implicit.warnings()[0]
+
+
 def test_a_class_the_teacher_never_predicts_has_no_score():
     r = Retention.from_agreement(np.array([[3, 0, 0], [0, 0, 0]]), ["a", "b"])
     assert r.classes[1].kept is None and r.classes[1].area_change is None
