@@ -83,3 +83,29 @@ def test_table_gives_intervals_only_with_several_seeds() -> None:
     text = bb.table(three, "demo")
     assert "Paired differences" in text
     assert "| mib | +20.0 [+20.0, +20.0] better |" in text
+
+
+def test_implicit_background_cases_leave_out_the_unlearned_pixels() -> None:
+    # rows: reference channel (0 = implicit background: car and clutter pixels), columns:
+    # predicted; the background's row is left out, as those pixels are ignored elsewhere
+    metrics = {
+        "channels": [{"name": "background"}, {"name": "a"}, {"name": "b"}],
+        "confusion": [[5, 1, 0], [2, 10, 3], [0, 1, 8]],
+    }
+    iou = bb.unlearned_left_out(metrics)
+    assert set(iou) == {"a", "b"}
+    assert iou["a"] == pytest.approx(10 / (10 + 5 + 1))  # FN: 2 + 3, FP: 1 (from b only)
+    assert iou["b"] == pytest.approx(8 / (8 + 1 + 3))
+
+
+def test_remedy_table_pairs_the_no_background_case_with_the_case_it_remedies() -> None:
+    def runs(bg: float) -> dict:
+        return {s: _run(bg + s / 100, 0.7) for s in range(3)}
+
+    by_case = {
+        "vegetation": {("mib", "MiB's rule"): runs(0.0)},
+        "vegetation-no-background": {("mib", "MiB's rule"): runs(0.5)},
+    }
+    text = bb.remedy_table(by_case, "vegetation-no-background")
+    assert "| mib: vegetation-no-background − vegetation |" in text
+    assert "+50.0 [+50.0, +50.0] better" in text and "demo" not in text
