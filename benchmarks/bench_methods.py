@@ -81,14 +81,17 @@ def save_costs(path: Path, costs: dict, preset: str, rounds: int) -> None:
     tmp.replace(path)
 
 
-def load_costs(path: Path, preset: str) -> dict[str, tuple[float, float]]:
-    """Step costs an earlier --measure-cost saved for ``preset`` (empty: none saved)."""
+def load_costs(path: Path, preset: str) -> tuple[dict[str, tuple[float, float]], str]:
+    """Step costs an earlier --measure-cost saved for ``preset`` and how they were measured
+    (for the command line printed above the table); empty when none were saved."""
     if not path.is_file():
-        return {}
+        return {}, ""
     record = json.loads(path.read_text(encoding="utf-8"))
     if record.get("preset") != preset:
-        return {}
-    return {m: (v[0], v[1]) for m, v in record["costs"].items()}
+        return {}, ""
+    how = (f" (step costs reused from --measure-cost --cost-rounds {record['rounds']} of "
+           f"{record['measured']})")
+    return {m: (v[0], v[1]) for m, v in record["costs"].items()}, how
 
 
 def main() -> None:
@@ -120,10 +123,10 @@ def main() -> None:
             specs = [m for m in dict.fromkeys(r.method for r in rows) if m != "joint"]
             costs = interleaved_costs(specs, args.preset, rounds=args.cost_rounds)
             save_costs(saved, costs, args.preset, args.cost_rounds)
-            command += " --report-only --measure-cost"
+            command += f" --report-only --measure-cost --cost-rounds {args.cost_rounds}"
         else:
-            costs = load_costs(saved, args.preset)
-            command += " --report-only"
+            costs, how = load_costs(saved, args.preset)
+            command += " --report-only" + how
         if costs:
             for r in rows:
                 r.step_seconds, r.peak_mib = costs.get(r.method, (None, None))
