@@ -12,6 +12,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's benchmarks/
 
+from benchmarks import background_cases as cases
 from benchmarks import bench_background as bb
 from geociss.demo import DemoSettings, demo_scenes
 
@@ -47,7 +48,7 @@ def test_case_names_do_not_share_run_folders(out: Path) -> None:
 
 
 def test_noisy_scenes_keep_geometry_and_labels_and_are_written_once(out: Path) -> None:
-    folder = bb.noisy_scenes(out, 48.0)
+    folder = cases.noisy_scenes(out, 48.0)
     originals = sorted((out / "sample").rglob("*.tif"))
     assert len(originals) == len(sorted(folder.rglob("*.tif")))
     for src in originals:
@@ -62,7 +63,7 @@ def test_noisy_scenes_keep_geometry_and_labels_and_are_written_once(out: Path) -
             diff = pb.astype(np.float64) - pa
             assert 20 < diff.std() < 60  # σ = 48 before clipping to 0-255
     stamp = {p: p.stat().st_mtime_ns for p in (folder / "images").glob("*.tif")}
-    bb.noisy_scenes(out, 48.0)
+    cases.noisy_scenes(out, 48.0)
     assert stamp == {p: p.stat().st_mtime_ns for p in (folder / "images").glob("*.tif")}
 
 
