@@ -131,11 +131,6 @@ def geociss_loader(
                       persistent_workers=persistent and workers > 0)
 
 
-def geociss_run(records: list[TileRecord], sampler: Iterable[Window], workers: int) -> int:
-    """Read the sampler's windows through a new loader (workers started for this pass)."""
-    return count(geociss_loader(records, sampler, workers), to_input)
-
-
 def rasterio_run(records: list[TileRecord], windows: list[Window]) -> int:
     """Plain windowed reads with handles opened once, batched as lean as numpy allows.
 
@@ -295,9 +290,9 @@ def measure(root: Path, records: list[TileRecord], n: int, n_tg: int, repeats: i
          "(persistent)",
          n, lambda: count(zeros_raw_2, to_input)),
         ("random", "**geociss** workers=2, a new loader per pass (start-up timed)", n,
-         lambda: geociss_run(records, rnd, 2)),
+         lambda: count(geociss_loader(records, rnd, 2), to_input)),
         ("grid", f"**geociss** GridWindowSampler(256) ({GRID_EPOCHS} passes), workers=2, a new "
-         "loader per pass", len(gwin), lambda: geociss_run(records, gwin, 2)),
+         "loader per pass", len(gwin), lambda: count(geociss_loader(records, gwin, 2), to_input)),
     ]
     return rates(paths, repeats)
 
