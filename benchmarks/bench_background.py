@@ -1,7 +1,7 @@
 """Does the background class survive an incremental step? MiB's initialisation vs keep-background.
 
 Run: python -m benchmarks.bench_background            (the demo's scenario, seeds 0,1,2)
-     python -m benchmarks.bench_background --methods mib --cases vegetation,\
+     python -m benchmarks.bench_background --methods mib,idec --cases vegetation,\
          vegetation-no-background,demo --section background-cases   (the collapse and its remedy)
      python -m benchmarks.bench_background --methods mib --seeds 0 --cases weak,from-scratch,\
          noisy,clutter,clutter-no-background --section background-search  (the search for it)
