@@ -39,9 +39,7 @@ def bundle_summary(bundle: Any) -> dict[str, Any]:
         "file": str(bundle.source) if bundle.source else None,
         "channels": names,
         "schema": bundle.schema.name,
-        "background": bundle.schema.names[bundle.schema.background_id]
-        if bundle.schema.background_id is not None
-        else None,
+        "background": bundle.schema.background_name,
         "encoder": bundle.model_config.encoder,
         "bands": bundle.bands,
         "gsd": bundle.gsd,

@@ -189,6 +189,11 @@ class ClassSchema(BaseModel):
         return None if self.background is None else int(self.background)
 
     @property
+    def background_name(self) -> str | None:
+        """Name of the class that plays background, or None (an implicit background)."""
+        return None if self.background is None else self.names[int(self.background)]
+
+    @property
     def label_bands(self) -> int:
         """Bands a label raster must have: 1 (index) or 3 (rgb)."""
         return 1 if self.encoding == "index" else 3

@@ -350,7 +350,7 @@ class Scenario:
         return {
             "steps": [[self.schema.names[c] for c in s] for s in self.steps],
             "unlearned": [self.schema.names[c] for c in self.unlearned],
-            "background": None if self.background is None else self.schema.names[self.background],
+            "background": self.schema.background_name,
             "channels": self.channel_names,
             "classes_per_step": self.classes_per_step,
             "setting": self.setting,

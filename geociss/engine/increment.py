@@ -283,7 +283,7 @@ def _retention(plan: _Plan, student: SegmentationModel) -> Retention:
         mean,
         std,
         scope=f"{where} of the new data ({len(plan.data.val_tiles)}), outside new-class labels",
-        background=None if plan.bundle.channels[0] is None else plan.bundle.channel_names[0],
+        background=plan.bundle.schema.background_name,
         size=req.data.eval_tile,
         overlap=req.data.eval_overlap,
         batch_size=max(1, req.data.batch_size // 2),

@@ -210,7 +210,7 @@ def scenario_retention(
         data.mean,
         data.std,
         scope=f"validation tiles ({len(data.val_tiles)})",
-        background=None if scenario.implicit_background else scenario.channel_names[0],
+        background=scenario.schema.background_name,
         clip=data.scaling.clip,
         size=cfg.eval_tile,
         overlap=cfg.eval_overlap,

@@ -16,7 +16,7 @@ def test_isprs_preset_in_idec_order():
         "car",
         "clutter",
     ]
-    assert s.background_id == 0
+    assert s.background_id == 0 and s.background_name == "impervious surfaces"
     assert s.colors[1] == (0, 0, 255) and s.colors[5] == (255, 0, 0)
     assert s.label_bands == 1
     rgb = ClassSchema.preset("isprs-rgb")
@@ -71,6 +71,7 @@ def test_custom_values_and_roundtrip(tmp_path):
         ],
     }
     s = ClassSchema.from_dict(data)
+    assert s.background_id is None and s.background_name is None
     out = s.encode(np.array([[111, 112, 511, 0]], dtype=np.uint16))
     assert out.tolist() == [[0, 0, 1, IGNORE_INDEX]]
     s.to_yaml(tmp_path / "c.yaml")

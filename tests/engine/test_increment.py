@@ -161,6 +161,7 @@ def test_extend_stores_old_class_retention(extended):
     assert Retention.from_dict(stored) == result.retention
     names = [c.name for c in result.retention.classes]
     assert names == ["road", "building", "tree"]
+    assert result.retention.background == "road"  # its warning would name the remedy
     # new-class pixels (16x16 car, 10x30 solar panel) are left out; the rest is scored
     assert result.retention.pixels == SIZE * SIZE - 256 - 300
     for c in result.retention.classes:
