@@ -70,12 +70,18 @@ def case_schema(out: Path, case: str) -> Path:
 
 
 def noisy_scenes(out: Path, sigma: float) -> Path:
-    """The demo's scenes (training and held-out) with Gaussian pixel noise, written once."""
+    """The demo's scenes (training and held-out) with Gaussian pixel noise, written once.
+
+    Each scene's noise is seeded by its path, so a folder finished after an interruption holds
+    the same pixels as one written in one go; a scene is written under a temporary name that is
+    no ``.tif`` and renamed when complete.
+    """
+    import zlib
+
     import numpy as np
     import rasterio
 
     sample, folder = out / "sample", out / f"sample-noise{sigma:g}"
-    rng = np.random.default_rng(0)
     for src in sorted(sample.rglob("*.tif")):
         rel = src.relative_to(sample)
         dst = folder / rel
@@ -87,8 +93,9 @@ def noisy_scenes(out: Path, sigma: float) -> Path:
             continue
         with rasterio.open(src) as ds:
             profile, pixels = ds.profile, ds.read().astype(np.float32)
+        rng = np.random.default_rng(zlib.crc32(rel.as_posix().encode()))
         noisy = np.clip(pixels + rng.normal(0.0, sigma, pixels.shape), 0, 255).astype(np.uint8)
-        tmp = dst.with_suffix(".tmp.tif")
+        tmp = dst.with_name(dst.name + ".part")
         with rasterio.open(tmp, "w", **profile) as ds:
             ds.write(noisy)
         tmp.replace(dst)

@@ -65,6 +65,15 @@ def test_noisy_scenes_keep_geometry_and_labels_and_are_written_once(out: Path) -
     stamp = {p: p.stat().st_mtime_ns for p in (folder / "images").glob("*.tif")}
     cases.noisy_scenes(out, 48.0)
     assert stamp == {p: p.stat().st_mtime_ns for p in (folder / "images").glob("*.tif")}
+    # a scene written again (as after an interruption) gets the same noise
+    first = sorted((folder / "images").glob("*.tif"))[1]
+    with rasterio.open(first) as ds:
+        before = ds.read()
+    first.unlink()
+    cases.noisy_scenes(out, 48.0)
+    with rasterio.open(first) as ds:
+        assert np.array_equal(ds.read(), before)
+    assert not list(folder.rglob("*.part"))
 
 
 def _run(bg: float, other: float) -> dict:
