@@ -308,20 +308,21 @@ def table(
     cache_mb: int | None = None, command: str = "python -m benchmarks.bench_sampler",
 ) -> str:
     """The markdown section (``cache_mb``: GDAL's block cache was set to that size)."""
+    decoded = tiles * SIZE * SIZE * 4 / 1e6  # 3 image bands + 1 mask band, uint8
     title, cache = (
         (" — windows decoded",
-         f"GDAL's block cache set to {cache_mb} MB, far below the 50 MB of decoded tiles: "
+         f"GDAL's block cache set to {cache_mb} MB, far below the {decoded:.0f} MB of decoded "
+         "tiles: "
          "nearly every window decompresses its blocks, as when a dataset holds more pixels "
          "than the cache (5 % of RAM by default). ")
         if cache_mb is not None
         else ("", "GDAL's block cache at its default size: after the warm-up round every block "
-              "of the 50 MB of decoded tiles is cached, in every process. ")
+              f"of the {decoded:.0f} MB of decoded tiles is cached, in every process. ")
     )
     lines = [
         f"## Window sampler and reader (`geociss.data`){title}",
         "",
-        f"`{command}` — {tiles} tiles of {SIZE}² (EPSG:32632, "
-        "0.09 m, "
+        f"`{command}` — {tiles} tiles of {SIZE}² (EPSG:32632, 0.09 m, "
         "tiled 256, deflate), 3-band uint8 noise + 1-band mask, 256² patches, batch 16; "
         + cache
         + "Every "
