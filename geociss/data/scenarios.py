@@ -345,6 +345,17 @@ class Scenario:
 
     # ------------------------------------------------------------------ description
 
+    def merged(self) -> Scenario:
+        """The same classes learned in one step (what joint training trains on)."""
+        return Scenario(
+            self.schema,
+            [[c for s in self.steps for c in s]],
+            unlearned=self.unlearned,
+            setting=self.setting,
+            future=self.future,
+            min_pixels=self.min_pixels,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (stored in step bundles and run folders)."""
         return {

@@ -256,7 +256,8 @@ def _train(plan: _Plan, mean: list[float], std: list[float], progress: bool) -> 
     with tempfile.TemporaryDirectory(prefix="geociss-extend-") as tmp:
         step_dir = req.work_dir or Path(tmp)
         fit_step(
-            module, dm, req.train, step_dir, req.train.epochs_for(step), _digest(plan), progress
+            module, dm, req.train, step_dir, req.train.epochs_for(step),
+            f"{_digest(plan)} {plan.data.fingerprint(plan.regions)}", progress,  # files too
         )
     raise_if_interrupted()  # a SIGTERM in the fit's last batch: write no bundle
     return student.cpu().eval()

@@ -14,8 +14,6 @@ method changes step 0, as joint training does), so its bundle is cached under
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +35,14 @@ from geociss.engine.bundle_files import (
 )
 from geociss.engine.data import ExperimentData
 from geociss.engine.evaluate import evaluate_tiles
+from geociss.engine.freshness import (
+    VAL_KEY,
+    config_hash,
+    step_fingerprints,
+    tiles_fingerprint,
+    training_change,
+    validation_changed,
+)
 from geociss.engine.reports import write_config, write_history, write_step_reports
 from geociss.engine.run_folder import removed_unless_progress
 from geociss.engine.step import StepData, grow_student, prepare_step, training_device
@@ -52,27 +58,6 @@ from geociss.models.segmenter import SegmentationModel
 
 BUNDLE = "bundle.safetensors"
 HARDWARE_KEYS = ("accelerator", "devices", "num_nodes")
-
-
-def training_scenario(scenario: Scenario, method: type[IncrementalMethod]) -> Scenario:
-    """The scenario a method trains on: all steps merged into one for joint training."""
-    if not method.single_step:
-        return scenario
-    merged = [c for s in scenario.steps for c in s]
-    return Scenario(
-        scenario.schema,
-        [merged],
-        unlearned=scenario.unlearned,
-        setting=scenario.setting,
-        future=scenario.future,
-        min_pixels=scenario.min_pixels,
-    )
-
-
-def config_hash(payload: dict[str, Any]) -> str:
-    """Stable short hash of a JSON-able mapping."""
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 class ScenarioRunner:
@@ -99,7 +84,9 @@ class ScenarioRunner:
         self.schema = ClassSchema.load(config.data.class_schema)
         self.scenario = Scenario.from_config(config.scenario, self.schema)
         self.method_cls = get_method(config.method.name)
-        self.train_scenario = training_scenario(self.scenario, self.method_cls)
+        self.train_scenario = (
+            self.scenario.merged() if self.method_cls.single_step else self.scenario
+        )
         self.run_dir = config.run_dir
         self.data: ExperimentData | None = None
 
@@ -196,12 +183,16 @@ class ScenarioRunner:
         path = self.step_dir(step) / BUNDLE
         bundle = load_or_discard(path, self.log) if path.is_file() else None
         if bundle is not None and bundle.steps[-1].info.get("config_hash") == digest:
-            self.log(f"step {step}: up to date, skipped ({path})")
-            return bundle
+            changed = self._data_change(bundle, step)
+            if changed is None:
+                self.log(f"step {step}: up to date, skipped ({path})")
+                return self._scored(bundle, step)
+            self.log(f"step {step}: {changed}; training it again")
         cache = self.config.out / STEP0_DIR / digest / BUNDLE
-        if step == 0 and cache.is_file() and load_or_discard(cache, self.log) is not None:
+        cached = load_or_discard(cache, self.log) if step == 0 and cache.is_file() else None
+        if cached is not None and self._data_change(cached, step) is None:
             self.log(f"step 0: reusing the shared step-0 model {cache}")
-            bundle = StepBundle.load(copy_atomic(cache, path))  # atomic: never a truncated copy
+            bundle = self._scored(StepBundle.load(copy_atomic(cache, path)), 0)  # atomic copy
             write_step_reports(self.step_dir(step), step, self.scores_of(bundle, step))
         else:
             bundle = self.train_step(step, digest)
@@ -210,6 +201,24 @@ class ScenarioRunner:
         if step == 0:
             record_step0_entry(self.step_dir(0), cache)
             self.log(f"note: {step0_cache_note(self.config.out)}")
+        return bundle
+
+    def _data_change(self, bundle: StepBundle, step: int) -> str | None:
+        """Why a bundle whose config hash matches was trained on other files, or None."""
+        current = step_fingerprints(self.experiment_data(), self.train_scenario, step)
+        return training_change(bundle, current)
+
+    def _scored(self, bundle: StepBundle, step: int) -> StepBundle:
+        """``bundle``, scored again (and saved) when its validation tiles changed since."""
+        current = tiles_fingerprint(self.experiment_data().val_tiles)
+        if not validation_changed(bundle, current):
+            return bundle
+        self.log(f"step {step}: the validation tiles changed since it was scored; scoring again")
+        scores = self.evaluate(bundle.build_model(), self._method(step), step)
+        bundle.steps[-1].metrics.update(scores.to_dict())
+        bundle.steps[-1].info[VAL_KEY] = current
+        bundle.save(self.step_dir(step) / BUNDLE)
+        write_step_reports(self.step_dir(step), step, scores)
         return bundle
 
     def _device(self) -> str:
@@ -262,8 +271,9 @@ class ScenarioRunner:
         )
         start = time.perf_counter()
         trainer = fit_step(
-            module, dm, cfg.train, step_dir, cfg.train.epochs_for(step), digest, self.progress
-        )
+            module, dm, cfg.train, step_dir, cfg.train.epochs_for(step),
+            " ".join([digest, *step_fingerprints(data, self.train_scenario, step)]), self.progress,
+        )  # a checkpoint resumes only with the same configuration and files
         seconds = time.perf_counter() - start
         raise_if_interrupted()  # a SIGTERM in the fit's last batch: write no bundle
         if trainer.is_global_zero:
@@ -305,7 +315,8 @@ class ScenarioRunner:
             channels=[chans[i] for i in new],
             method=self.config.method.name,
             data_fingerprint=fingerprint,
-            info={"config_hash": digest, "run": self.config.name},
+            info={"config_hash": digest, "run": self.config.name,
+                  VAL_KEY: tiles_fingerprint(data.val_tiles)},
         )
         steps = [*(prev.steps if prev else []), record]
         bands = [f"band {b}" for b in (self.config.data.bands or range(1, len(data.mean) + 1))]

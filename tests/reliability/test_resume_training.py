@@ -231,3 +231,20 @@ def test_a_killed_extend_with_a_work_dir_resumes_and_prints_progress(
     got = load_file(str(tmp_path / "b" / "ext.safetensors"))
     assert sorted(ref) == sorted(got)
     assert all(np.array_equal(ref[k], got[k]) for k in ref)
+
+
+def test_a_killed_extend_restarts_when_its_labels_changed(
+    data: Path, reference: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A checkpoint of other files (a label replaced under its name) is not resumed."""
+    for label in (data / "labels").glob("*.tif"):
+        with rasterio.open(label) as src:
+            write_tif(data / "cars" / label.name, (src.read(1) == 4).astype(np.uint8))
+    model = reference[0] / "resume" / "step0" / "bundle.safetensors"
+    extend(data, model, tmp_path / "ext.safetensors", fault="train:step:6")
+    for replaced in (data / "cars").glob("*.tif"):  # training and held-out tiles alike
+        stat = replaced.stat()
+        os.utime(replaced, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**10))
+    resumed = extend(data, model, tmp_path / "ext.safetensors")
+    assert "resuming from" not in resumed, resumed
+    assert progress_lines(resumed, 1, epochs=2)[-1] == (2, BATCHES, 2 * BATCHES)

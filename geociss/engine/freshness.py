@@ -1,0 +1,73 @@
+"""What identifies a finished step: the hash of its configuration and the fingerprints of its files.
+
+The step hash (:func:`config_hash` of what
+:meth:`~geociss.engine.runner.ScenarioRunner.step_hash` collects) covers the configuration, data
+paths included, but not what the files hold: replacing an image or a label under the same name
+leaves it unchanged. Every step bundle therefore also records
+
+* per step, the fingerprint of the data that step trained on
+  (:meth:`~geociss.engine.data.ExperimentData.fingerprint`: each training tile's name, the size
+  and modification time of its image and label files, and the windows drawn from it), kept in
+  :attr:`~geociss.engine.bundle.StepRecord.data_fingerprint` of every record, so a bundle of
+  step ``t`` knows the data of steps ``0..t``;
+* the fingerprint of the validation tiles it was scored on (``info["val_fingerprint"]``).
+
+A step whose training data (or an earlier step's) changed is trained again; a step whose
+validation tiles alone changed is scored again. The test is the one ``make`` and ``rsync`` use
+(size and modification time): copying the data without its times, or touching it, also counts as
+a change. Bundles written before these fingerprints were checked carry none (or no validation
+fingerprint) and are taken as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from geociss.data.records import TileRecord
+from geociss.data.scenarios import Scenario
+from geociss.engine.bundle import StepBundle
+from geociss.engine.data import ExperimentData
+
+VAL_KEY = "val_fingerprint"
+
+
+def config_hash(payload: dict[str, Any]) -> str:
+    """Stable short hash of a JSON-able mapping (the step hash of a configuration)."""
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def step_fingerprints(data: ExperimentData, scenario: Scenario, last: int) -> list[str]:
+    """Fingerprints of the training data of steps ``0..last`` of ``scenario``."""
+    return [data.fingerprint(data.step_regions(scenario, s)) for s in range(last + 1)]
+
+
+def tiles_fingerprint(tiles: Sequence[TileRecord]) -> str:
+    """Short hash of tiles' names and the sizes and modification times of their files."""
+    h = hashlib.sha256()
+    for rec in tiles:
+        h.update(f"{rec.stem}:{rec.fingerprint}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def training_change(bundle: StepBundle, current: Sequence[str]) -> str | None:
+    """Why ``bundle`` no longer matches the training data ``current`` (one per step), or None.
+
+    A record without a fingerprint (an older bundle) is not compared.
+    """
+    for step, (record, now) in enumerate(zip(bundle.steps, current, strict=False)):
+        if record.data_fingerprint is not None and record.data_fingerprint != now:
+            return (
+                f"the training data of step {step} changed since the model was trained (an "
+                "image or label file has another size or modification time, or the tiles differ)"
+            )
+    return None
+
+
+def validation_changed(bundle: StepBundle, current: str) -> bool:
+    """True when ``bundle`` was scored on other validation files than ``current`` describes."""
+    stored = bundle.steps[-1].info.get(VAL_KEY)
+    return stored is not None and stored != current
