@@ -139,7 +139,7 @@ class Catalog:
         cls, pairs: Sequence[Pair], schema: ClassSchema, source: Path, *,
         labels_source: Path | None = None, bands: Sequence[int] | None = None,
         expected_bands: int | None = None, chip_size: int | None = None, cache: bool = True,
-        progress: bool = False,
+        progress: bool = False, nodata: float | None = None,
     ) -> Catalog:
         """Validate and read image/label raster pairs found by other means than a folder glob.
 
@@ -157,17 +157,19 @@ class Catalog:
             chip_size: cut tiles into chip regions of this size (default: one region per tile).
             cache: read and write the manifest cache.
             progress: show a progress bar while files are read.
+            nodata: nodata value of images whose file declares none (a tag in the file wins).
 
         Raises:
             DataError: a missing, unreadable or inconsistent file (the message names it).
             ConfigError: contradictory options.
         """
-        options = _options(bands, expected_bands, chip_size)
+        options = _options(bands, expected_bands, chip_size, nodata)
         key = manifest_key({
             "pairs": [[p.stem, str(p.image), None if p.label is None else str(p.label)]
                       for p in pairs],
             "bands": options.bands, "expected_bands": expected_bands,
             "schema": schema.to_dict(), "chip_size": chip_size,
+            **({"nodata": nodata} if nodata is not None else {}),
         })
         tiles = _collect(list(pairs), schema, options, key, None, cache, progress)
         labels = None

@@ -148,3 +148,16 @@ def test_official_catalog_is_cached(tmp_path, monkeypatch):
     assert [t.hist.tolist() for t in again] == [t.hist.tolist() for t in first]
     with pytest.raises(ConfigError, match="unknown split"):
         official_catalog("potsdam", root, RGB, "val", **kw)  # type: ignore[arg-type]
+
+
+def test_data_nodata_reaches_the_official_catalogues(tmp_path):
+    """data.nodata applies to official tiles without a nodata tag, train and test alike."""
+    root = write_potsdam(tmp_path, KEEP, zipped=True, modalities=("irrg",))
+    base = {"dataset": "potsdam", "root": root, "modality": "irrg",
+            "exclude_tiles": others("potsdam", KEEP)}
+    plain = ExperimentData.load(data_config(**base), RGB)
+    assert all(t.nodata is None for t in [*plain.train.tiles, *plain.val_tiles])
+    tagged = ExperimentData.load(data_config(**base, nodata=0), RGB)
+    assert all(t.nodata == 0 for t in [*tagged.train.tiles, *tagged.val_tiles])
+    again = ExperimentData.load(data_config(**base), RGB)  # its own cache entry, not the other's
+    assert all(t.nodata is None for t in again.train.tiles)

@@ -56,7 +56,7 @@ def official_catalog(
     name: str, root: Path, schema: ClassSchema, split: Split = "train", modality: str | None = None,
     *, labels: bool = True, eroded: bool = False, exclude: Iterable[str | int] | None = None,
     bands: Sequence[int] | None = None, chip_size: int | None = None, cache: bool = True,
-    progress: bool = False,
+    progress: bool = False, nodata: float | None = None,
 ) -> tuple[Catalog, OfficialPairs]:
     """The catalogue of one split of an official distribution under ``root``.
 
@@ -73,6 +73,7 @@ def official_catalog(
         chip_size: chip regions of this size (step data selection).
         cache: use the manifest cache.
         progress: show a progress bar while rasters are read.
+        nodata: nodata value of images whose file declares none (``data.nodata``).
 
     Returns:
         The catalogue, and the resolved pairs (with notes on left-out tiles).
@@ -88,7 +89,7 @@ def official_catalog(
         catalog = Catalog.from_pairs(
             found.pairs, schema, found.images_from, labels_source=found.labels_from, bands=bands,
             expected_bands=None if bands else found.images.bands, chip_size=chip_size,
-            cache=cache, progress=progress,
+            cache=cache, progress=progress, nodata=nodata,
         )
     except UnknownLabelValueError as err:
         raise _bad_tile_hint(err, found.dataset) from None
@@ -107,7 +108,7 @@ def experiment_catalogs(
     """
     assert cfg.dataset is not None and cfg.root is not None
     common = {"modality": cfg.modality, "exclude": cfg.exclude_tiles, "bands": cfg.bands,
-              "progress": progress}
+              "progress": progress, "nodata": cfg.nodata}
     train, _ = official_catalog(
         cfg.dataset, cfg.root, schema, "train", chip_size=cfg.chip_size, **common  # type: ignore[arg-type]
     )
