@@ -57,6 +57,7 @@ from geociss.methods.base import IncrementalMethod, StepContext
 from geociss.models.segmenter import SegmentationModel
 
 BUNDLE = "bundle.safetensors"
+SUPERSEDED = "bundle.before-data-change.safetensors"  # set aside when its files changed
 HARDWARE_KEYS = ("accelerator", "devices", "num_nodes")
 
 
@@ -160,10 +161,8 @@ class ScenarioRunner:
             return []
         from geociss.data.isprs import get_dataset, tile_notes
 
-        ds = get_dataset(data.dataset)
-        if data.split == "official":
-            return tile_notes(ds, "all", data.exclude_tiles)
-        return tile_notes(ds, "train", data.exclude_tiles)
+        split = "all" if data.split == "official" else "train"
+        return tile_notes(get_dataset(data.dataset), split, data.exclude_tiles)
 
     def resolve_model(self) -> None:
         """Set ``model.in_channels`` from the images' bands (after data.bands), or check it."""
@@ -187,7 +186,8 @@ class ScenarioRunner:
             if changed is None:
                 self.log(f"step {step}: up to date, skipped ({path})")
                 return self._scored(bundle, step)
-            self.log(f"step {step}: {changed}; training it again")
+            kept = path.replace(path.with_name(SUPERSEDED))  # a false alarm loses nothing
+            self.log(f"step {step}: {changed}; training it again (the model so far: {kept})")
         cache = self.config.out / STEP0_DIR / digest / BUNDLE
         cached = load_or_discard(cache, self.log) if step == 0 and cache.is_file() else None
         if cached is not None and self._data_change(cached, step) is None:

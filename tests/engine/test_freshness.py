@@ -10,7 +10,7 @@ import rasterio
 import geociss.engine.runner as runner_mod
 from geociss.engine.bundle import StepBundle, StepRecord
 from geociss.engine.freshness import training_change, validation_changed
-from geociss.engine.runner import ScenarioRunner
+from geociss.engine.runner import SUPERSEDED, ScenarioRunner
 
 from test_runner import _interrupt_at, _Stop, config, scenes
 
@@ -57,6 +57,10 @@ def test_unchanged_files_reuse_every_step_and_a_replaced_training_label_retrains
     ScenarioRunner(cfg, log=logs.append, progress=False).run()
     assert calls == [1, 1]  # step 0 and, on the new step 0, step 1
     assert any("training data of step 0 changed" in m and "training it again" in m for m in logs)
+    for step in (0, 1):  # the models trained on the former files are set aside, not deleted
+        kept = StepBundle.load(cfg.run_dir / f"step{step}" / SUPERSEDED)
+        now = StepBundle.load(cfg.run_dir / f"step{step}" / "bundle.safetensors")
+        assert kept.steps[0].data_fingerprint != now.steps[0].data_fingerprint
     assert not any("reusing the shared step-0" in m for m in logs)  # the cache entry is stale
     calls.clear()
     other = cfg.model_copy(update={"name": "other"})
