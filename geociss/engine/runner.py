@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import torch
 from geociss.config.experiment import RUN_ONLY_TRAIN_KEYS, ExperimentConfig
 from geociss.data.classes import ClassSchema
 from geociss.data.scenarios import Scenario
+from geociss.engine import freshness
 from geociss.engine.bundle import StepBundle, StepRecord
 from geociss.engine.bundle_files import (
     STEP0_DIR,
@@ -35,14 +37,6 @@ from geociss.engine.bundle_files import (
 )
 from geociss.engine.data import ExperimentData
 from geociss.engine.evaluate import evaluate_tiles
-from geociss.engine.freshness import (
-    VAL_KEY,
-    config_hash,
-    step_fingerprints,
-    tiles_fingerprint,
-    training_change,
-    validation_changed,
-)
 from geociss.engine.reports import write_config, write_history, write_step_reports
 from geociss.engine.run_folder import removed_unless_progress
 from geociss.engine.step import StepData, grow_student, prepare_step, training_device
@@ -119,7 +113,7 @@ class ScenarioRunner:
                 "setting": self.train_scenario.setting,
                 "min_pixels": self.train_scenario.min_pixels,
             }
-        return config_hash({"config": payload, "step": step, "previous": previous})
+        return freshness.config_hash({"config": payload, "step": step, "previous": previous})
 
     def _method(self, step: int) -> IncrementalMethod:
         ctx = StepContext(step, tuple(self.train_scenario.classes_per_step[: step + 1]))
@@ -186,7 +180,9 @@ class ScenarioRunner:
             if changed is None:
                 self.log(f"step {step}: up to date, skipped ({path})")
                 return self._scored(bundle, step)
-            kept = path.replace(path.with_name(SUPERSEDED))  # a false alarm loses nothing
+            kept = path.with_name(SUPERSEDED)  # a false alarm loses nothing
+            with suppress(FileNotFoundError):  # another DDP rank set it aside first
+                path.replace(kept)
             self.log(f"step {step}: {changed}; training it again (the model so far: {kept})")
         cache = self.config.out / STEP0_DIR / digest / BUNDLE
         cached = load_or_discard(cache, self.log) if step == 0 and cache.is_file() else None
@@ -205,18 +201,18 @@ class ScenarioRunner:
 
     def _data_change(self, bundle: StepBundle, step: int) -> str | None:
         """Why a bundle whose config hash matches was trained on other files, or None."""
-        current = step_fingerprints(self.experiment_data(), self.train_scenario, step)
-        return training_change(bundle, current)
+        current = freshness.step_fingerprints(self.experiment_data(), self.train_scenario, step)
+        return freshness.training_change(bundle, current)
 
     def _scored(self, bundle: StepBundle, step: int) -> StepBundle:
         """``bundle``, scored again (and saved) when its validation tiles changed since."""
-        current = tiles_fingerprint(self.experiment_data().val_tiles)
-        if not validation_changed(bundle, current):
+        current = freshness.tiles_fingerprint(self.experiment_data().val_tiles)
+        if not freshness.validation_changed(bundle, current):
             return bundle
         self.log(f"step {step}: the validation tiles changed since it was scored; scoring again")
         scores = self.evaluate(bundle.build_model(), self._method(step), step)
         bundle.steps[-1].metrics.update(scores.to_dict())
-        bundle.steps[-1].info[VAL_KEY] = current
+        bundle.steps[-1].info[freshness.VAL_KEY] = current
         bundle.save(self.step_dir(step) / BUNDLE)
         write_step_reports(self.step_dir(step), step, scores)
         return bundle
@@ -272,7 +268,8 @@ class ScenarioRunner:
         start = time.perf_counter()
         trainer = fit_step(
             module, dm, cfg.train, step_dir, cfg.train.epochs_for(step),
-            " ".join([digest, *step_fingerprints(data, self.train_scenario, step)]), self.progress,
+            " ".join([digest, *freshness.step_fingerprints(data, self.train_scenario, step)]),
+            self.progress,
         )  # a checkpoint resumes only with the same configuration and files
         seconds = time.perf_counter() - start
         raise_if_interrupted()  # a SIGTERM in the fit's last batch: write no bundle
@@ -316,7 +313,7 @@ class ScenarioRunner:
             method=self.config.method.name,
             data_fingerprint=fingerprint,
             info={"config_hash": digest, "run": self.config.name,
-                  VAL_KEY: tiles_fingerprint(data.val_tiles)},
+                  freshness.VAL_KEY: freshness.tiles_fingerprint(data.val_tiles)},
         )
         steps = [*(prev.steps if prev else []), record]
         bands = [f"band {b}" for b in (self.config.data.bands or range(1, len(data.mean) + 1))]
