@@ -4,6 +4,10 @@ Run: python -m benchmarks.bench_methods                 (cpu preset: every metho
                                                          tasks, seeds 0,1,2; resumable)
      python -m benchmarks.bench_methods --report-only  (tables of the finished run folders)
      python -m benchmarks.bench_methods --preset small --seeds 0 ...   (from-scratch ablation)
+
+A run with --tasks/--methods/--seeds runs those cells and then writes the table of EVERY finished
+run of the output folder (as --report-only does), so that several processes, one per seed say,
+each leave a whole table when they end rather than overwriting it with their own part.
 """
 
 import argparse
@@ -23,15 +27,15 @@ from geociss.bench.report import (
 
 METHODS = "ilt,mib,plop,ucd,dkd,idec,idec-no-dada,idec-no-arcl,idec-no-pseudo"
 TASKS = "4-1,2-3,2-2-1,2-1-1-1"
+SEEDS = "0,1,2"
 CLASSES = ["impervious surfaces", "building", "low vegetation", "tree", "car"]
 
 
-def tables(rows, preset: str, command: str, minutes: float | None) -> str:
+def tables(rows, preset: str, command: str) -> str:
     """The section text: settings, the three tables and how to read them."""
-    took = f" ({minutes:.0f} min on this machine)" if minutes is not None else ""
     return (
         f"## Methods on the sample scenes ({preset} preset)\n\n"
-        f"Command: `{command}`{took}. " + describe(preset) + " "
+        f"Command: `{command}`. " + describe(preset) + " "
         "mIoU in % on the held-out scenes after the last step, mean ± sample standard deviation "
         "over the seeds (old = step-0 classes incl. impervious surfaces, new = classes added "
         "later); all / joint = all-mIoU as a fraction of joint training with the same seed; "
@@ -94,12 +98,40 @@ def load_costs(path: Path, preset: str) -> tuple[dict[str, tuple[float, float]],
     return {m: (v[0], v[1]) for m, v in record["costs"].items()}, how
 
 
+def report(args: argparse.Namespace, methods: list[str], tasks: list[str],
+           seeds: list[int]) -> str:
+    """The section text for every finished run of the output folder among the given cells."""
+    command = (
+        f"python -m benchmarks.bench_methods --preset {args.preset} --methods "
+        f"{','.join(methods)} --tasks {','.join(tasks)} --seeds {','.join(map(str, seeds))}"
+    )
+    rows = collect(methods, tasks, args.preset, Path(args.out), seeds)
+    saved = Path(args.out) / COSTS
+    if args.measure_cost:
+        specs = [m for m in dict.fromkeys(r.method for r in rows) if m != "joint"]
+        costs = interleaved_costs(specs, args.preset, rounds=args.cost_rounds)
+        save_costs(saved, costs, args.preset, args.cost_rounds)
+        command += f" --report-only --measure-cost --cost-rounds {args.cost_rounds}"
+    else:
+        costs, how = load_costs(saved, args.preset)
+        command += " --report-only" + how
+    if costs:
+        for r in rows:
+            r.step_seconds, r.peak_mib = costs.get(r.method, (None, None))
+        relative(rows)
+    return tables(rows, args.preset, command)
+
+
+def _union(default: str, given: str) -> list[str]:
+    return list(dict.fromkeys([*default.split(","), *given.split(",")]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--methods", default=METHODS)
     ap.add_argument("--tasks", default=TASKS)
-    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--seeds", default=SEEDS)
     ap.add_argument("--out", default="bench-cpu")
     ap.add_argument("--section", default=None, help="docs section (default: methods-<preset>)")
     ap.add_argument("--report-only", action="store_true", help="tabulate finished runs only")
@@ -112,33 +144,22 @@ def main() -> None:
     methods, tasks = args.methods.split(","), args.tasks.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     section = args.section or f"methods-{args.preset}"
-    command = (
-        f"python -m benchmarks.bench_methods --preset {args.preset} --methods {args.methods} "
-        f"--tasks {args.tasks} --seeds {args.seeds}"
-    )
     if args.report_only:
-        rows = collect(methods, tasks, args.preset, Path(args.out), seeds)
-        saved = Path(args.out) / COSTS
-        if args.measure_cost:
-            specs = [m for m in dict.fromkeys(r.method for r in rows) if m != "joint"]
-            costs = interleaved_costs(specs, args.preset, rounds=args.cost_rounds)
-            save_costs(saved, costs, args.preset, args.cost_rounds)
-            command += f" --report-only --measure-cost --cost-rounds {args.cost_rounds}"
-        else:
-            costs, how = load_costs(saved, args.preset)
-            command += " --report-only" + how
-        if costs:
-            for r in rows:
-                r.step_seconds, r.peak_mib = costs.get(r.method, (None, None))
-            relative(rows)
-        text = tables(rows, args.preset, command, None)
+        text = report(args, methods, tasks, seeds)
     else:
         start = time.time()
-        rows = run_bench(
+        run_bench(
             methods, tasks, args.preset, Path(args.out),
             log=lambda m: print(m, flush=True), seeds=seeds,
         )
-        text = tables(rows, args.preset, command, (time.time() - start) / 60)
+        print(f"bench: ran in {(time.time() - start) / 60:.0f} min", flush=True)
+        # the table holds every finished run of the folder, not only this process's: several
+        # processes (one per seed, say) each leave the whole table when they end
+        args.measure_cost = False
+        text = report(
+            args, _union(METHODS, args.methods), _union(TASKS, args.tasks),
+            [int(s) for s in _union(SEEDS, args.seeds)],
+        )
     update_section(section, text)
     print(text)
 
