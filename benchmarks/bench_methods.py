@@ -150,7 +150,7 @@ def main() -> None:
         start = time.time()
         run_bench(
             methods, tasks, args.preset, Path(args.out),
-            log=lambda m: print(m, flush=True), seeds=seeds,
+            log=lambda m: print(m, flush=True), seeds=seeds, measure_costs=False,
         )
         print(f"bench: ran in {(time.time() - start) / 60:.0f} min", flush=True)
         # the table holds every finished run of the folder, not only this process's: several

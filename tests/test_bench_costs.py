@@ -31,7 +31,10 @@ def test_a_one_seed_run_writes_the_table_of_every_finished_run(
     ran: list[tuple] = []
     asked: list[tuple] = []
     written: list[str] = []
-    monkeypatch.setattr(bm, "run_bench", lambda m, t, p, o, **kw: ran.append((m, t, kw["seeds"])))
+    monkeypatch.setattr(
+        bm, "run_bench",
+        lambda m, t, p, o, **kw: ran.append((m, t, kw["seeds"], kw["measure_costs"])),
+    )
     monkeypatch.setattr(
         bm, "collect", lambda m, t, p, o, s: asked.append((list(m), list(t), list(s))) or []
     )
@@ -42,7 +45,7 @@ def test_a_one_seed_run_writes_the_table_of_every_finished_run(
          "1", "--out", str(tmp_path)],
     )
     bm.main()
-    assert ran == [(["idec-no-dada", "x-extra"], ["2-1-1-1"], [1])]
+    assert ran == [(["idec-no-dada", "x-extra"], ["2-1-1-1"], [1], False)]  # costs: from the file
     methods, tasks, seeds = asked[0]
     assert set(bm.METHODS.split(",")) | {"x-extra"} == set(methods)
     assert tasks == bm.TASKS.split(",") and seeds == [0, 1, 2]

@@ -181,12 +181,15 @@ def run_bench(
     progress: bool = False,
     data_section: dict[str, Any] | None = None,
     seeds: Sequence[int] = (0,),
+    measure_costs: bool = True,
 ) -> list[BenchRow]:
     """Run every (task, seed, method) cell (resumable: finished steps are skipped).
 
     Tasks come first, then seeds, so an interrupted run leaves whole tasks with every seed.
     Data: ``data_section`` (a config's ``data:`` mapping), else the folder ``data``, else
-    sample scenes generated under ``out/sample`` with the preset's size.
+    sample scenes generated under ``out/sample`` with the preset's size. ``measure_costs``:
+    measure each method's step cost first (:func:`step_cost`, a fresh process per method);
+    without it the rows carry no step cost.
     """
     from geociss.engine.bundle import StepBundle
     from geociss.engine.runner import ScenarioRunner
@@ -196,7 +199,7 @@ def run_bench(
         data = sample_scenes(preset, out / "sample")
     methods = list(dict.fromkeys(["finetune", *methods, "joint"]))
     rows: list[BenchRow] = []
-    costs = {m: step_cost(m, preset) for m in methods if m != "joint"}
+    costs = {m: step_cost(m, preset) for m in methods if m != "joint" and measure_costs}
     for task in tasks:
         for seed in seeds:
             for spec in methods:
