@@ -19,6 +19,7 @@ from benchmarks._report import update_section
 from geociss.bench import collect, describe, relative, run_bench
 from geociss.bench.cost import interleaved_costs
 from geociss.bench.report import (
+    ablation_comparisons,
     comparisons,
     per_class_table,
     retention_tracking,
@@ -52,9 +53,21 @@ def tables(rows, preset: str, command: str) -> str:
         "model and sampling), mean and 95 % Student-t interval over the seeds. A method is "
         "called better or worse only where the interval excludes 0.\n\n"
         + comparisons(rows)
+        + _ablation(rows)
         + "\n\nPer-class IoU of the final model (%, mean over seeds).\n\n"
         + per_class_table(rows, CLASSES)
         + _tracking(rows)
+    )
+
+
+def _ablation(rows) -> str:
+    table = ablation_comparisons(rows, "idec")
+    if not table:
+        return ""
+    return (
+        "\n\nThe IDEC ablation: each variant against full IDEC with the same seeds, on old and "
+        "new classes apart (a part may trade one for the other), percentage points with 95 % "
+        "intervals.\n\n" + table
     )
 
 

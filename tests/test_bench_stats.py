@@ -7,7 +7,12 @@ import math
 import pytest
 
 from geociss.bench import BenchRow
-from geociss.bench.report import comparisons, per_class_table, summary_table
+from geociss.bench.report import (
+    ablation_comparisons,
+    comparisons,
+    per_class_table,
+    summary_table,
+)
 from geociss.bench.stats import Spread, paired_difference, t975
 
 
@@ -80,6 +85,24 @@ def test_tables_show_mean_sd_published_ratio_and_verdicts():
     per_class = per_class_table(rows)
     assert "| task | method | car | tree |" in per_class
     assert "| 4-1 | finetune | 8.0 | 32.0 |" in per_class
+
+
+def test_an_ablation_is_compared_with_its_full_method_on_old_and_new_apart():
+    rows = []
+    # the variant trades old for new: old -0.10 each seed, new +0.04/+0.05/+0.06, all equal
+    for seed, (d_new, all_) in enumerate([(0.04, 0.60), (0.05, 0.62), (0.06, 0.64)]):
+        rows.append(BenchRow("4-1", "idec", 0.80, 0.40, all_, seed=seed))
+        rows.append(BenchRow("4-1", "idec-no-dada", 0.70, 0.40 + d_new, all_, seed=seed))
+        rows.append(BenchRow("4-1", "mib", 0.75, 0.30, 0.55, seed=seed))
+    table = ablation_comparisons(rows)
+    lines = [line for line in table.splitlines() if "idec-no-dada" in line]
+    assert len(lines) == 1 and "mib" not in table
+    old, new, all_ = lines[0].split(" | ")[2:5]
+    assert old.startswith("-10.0 [-10.0, -10.0] worse")
+    half = 100 * 4.303 * 0.01 / math.sqrt(3)  # differences .04/.05/.06: sd .01
+    assert new.startswith(f"+5.0 [{5.0 - half:+.1f}, {5.0 + half:+.1f}] better")
+    assert all_.startswith("+0.0 [+0.0, +0.0] not distinguishable")
+    assert ablation_comparisons([r for r in rows if r.method != "idec-no-dada"]) == ""
 
 
 def test_correlations_on_hand_checked_values():

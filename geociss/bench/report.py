@@ -84,24 +84,52 @@ def comparisons(rows: Sequence[Any], against: Sequence[str] = ("mib", "finetune"
     def by_seed(task: str, method: str) -> dict[int, float | None]:
         return {r.seed: r.all for r in cells.get((task, method), [])}
 
-    def show(d: PairedDiff) -> str:
-        if d.mean is None:
-            return "-"
-        if d.low is None or d.high is None:
-            return f"{100 * d.mean:+.1f} (1 seed)"
-        return f"{100 * d.mean:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}] {d.verdict}"
-
     head = " | ".join(f"vs {a}: Δ all [95 % CI]" for a in against)
     lines = [f"| task | method | {head} |", "| --- | --- |" + " --- |" * len(against)]
     for task, method in cells:
         if method == "joint":
             continue
         parts = [
-            "" if method == a else show(paired_difference(by_seed(task, method), by_seed(task, a)))
+            "" if method == a else _show(paired_difference(by_seed(task, method), by_seed(task, a)))
             for a in against
         ]
         lines.append(f"| {task} | {method} | " + " | ".join(parts) + " |")
     return "\n".join(lines)
+
+
+def _show(d: PairedDiff) -> str:
+    if d.mean is None:
+        return "-"
+    if d.low is None or d.high is None:
+        return f"{100 * d.mean:+.1f} (1 seed)"
+    return f"{100 * d.mean:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}] {d.verdict}"
+
+
+def ablation_comparisons(rows: Sequence[Any], base: str = "idec") -> str:
+    """Paired old / new / all-mIoU differences of each variant of ``base`` against ``base``.
+
+    A variant is a method spec named ``<base>-<something>`` (``idec-no-dada``): the
+    comparison an ablation asks for is against the full method with the same seeds, on old
+    and new classes apart, since a part may trade one for the other. Empty when no variant ran.
+    """
+    cells = _cells(rows)
+
+    def by_seed(task: str, method: str, key: str) -> dict[int, float | None]:
+        return {r.seed: getattr(r, key) for r in cells.get((task, method), [])}
+
+    lines = [
+        f"| task | variant | vs {base}: Δ old [95 % CI] | Δ new | Δ all |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for task, method in cells:
+        if not method.startswith(f"{base}-") or (task, base) not in cells:
+            continue
+        parts = [
+            _show(paired_difference(by_seed(task, method, k), by_seed(task, base, k)))
+            for k in ("old", "new", "all")
+        ]
+        lines.append(f"| {task} | {method} | " + " | ".join(parts) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def per_class_table(rows: Sequence[Any], classes: Sequence[str] | None = None) -> str:
