@@ -22,6 +22,31 @@ def test_relative_columns_and_markdown():
     assert "| 4-1 | ilt (diverged) | - | - | - |" in table
 
 
+def test_the_bench_command_prints_the_ablation_table_when_idec_variants_ran(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    import geociss.bench as bench
+    from geociss.cli.main import cli
+
+    rows = [
+        BenchRow("4-1", method, old, new, (old + new) / 2, seed=seed)
+        for seed in range(3)
+        for method, old, new in (
+            ("finetune", 0.1, 0.3), ("idec", 0.8, 0.3 + seed / 100),
+            ("idec-no-dada", 0.7, 0.4 + seed / 100), ("joint", 0.8, 0.6),
+        )
+    ]
+    monkeypatch.setattr(bench, "run_bench", lambda *a, **kw: rows)
+    out = CliRunner().invoke(cli, ["bench", "--methods", "idec,idec-no-dada", "--out",
+                                   str(tmp_path)], env={"COLUMNS": "250"})
+    assert out.exit_code == 0, out.output
+    assert "vs idec: Δ old" in out.output and "-10.0 [-10.0, -10.0] worse" in out.output
+    monkeypatch.setattr(bench, "run_bench", lambda *a, **kw: [r for r in rows
+                                                             if r.method != "idec-no-dada"])
+    out = CliRunner().invoke(cli, ["bench", "--out", str(tmp_path)], env={"COLUMNS": "250"})
+    assert out.exit_code == 0 and "vs idec" not in out.output
+
+
 def test_method_config_reads_fragments_and_names():
     ablation = method_config("idec-no-dada")
     assert ablation["name"] == "idec" and ablation["params"]["dada"] is False

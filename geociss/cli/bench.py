@@ -57,7 +57,8 @@ def bench(
     """Train every method on every task with every seed, and print the tables.
 
     The tables: old/new/all mIoU (mean ± sd over seeds), all/joint, step cost, paired
-    differences against MiB and fine-tuning with 95 % intervals, and per-class IoU.
+    differences against MiB and fine-tuning with 95 % intervals, the IDEC ablation (each
+    idec-* variant against IDEC, old and new classes apart) when it ran, and per-class IoU.
 
     Fine-tuning (the floor) and joint training (the ceiling) are always included. Runs are
     resumable: run the same command again to continue; finished steps are skipped.
@@ -66,7 +67,12 @@ def bench(
     from rich.markdown import Markdown
 
     from geociss.bench import run_bench
-    from geociss.bench.report import comparisons, per_class_table, summary_table
+    from geociss.bench.report import (
+        ablation_comparisons,
+        comparisons,
+        per_class_table,
+        summary_table,
+    )
     from geociss.errors import ConfigError
 
     section = None
@@ -96,6 +102,8 @@ def bench(
         data_section=section,
         seeds=seed_list,
     )
-    for table in (summary_table(rows), comparisons(rows), per_class_table(rows)):
-        console.print(Markdown(table))
+    tables = [summary_table(rows), comparisons(rows), ablation_comparisons(rows, "idec")]
+    for table in [*tables, per_class_table(rows)]:
+        if table:  # no IDEC variant ran: no ablation table
+            console.print(Markdown(table))
     console.print(f"results: {out / 'bench.json'}")
