@@ -2,6 +2,8 @@
 
 Run: python -m benchmarks.bench_methods                 (cpu preset: every method, the four IDEC
                                                          tasks, seeds 0,1,2; resumable)
+     python -m benchmarks.bench_methods --jobs 3       (the same, three processes side by side,
+                                                         one seed and one thread each on 2 cores)
      python -m benchmarks.bench_methods --report-only  (tables of the finished run folders)
      python -m benchmarks.bench_methods --preset small --seeds 0 ...   (from-scratch ablation)
 
@@ -12,11 +14,12 @@ each leave a whole table when they end rather than overwriting it with their own
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 from benchmarks._report import update_section
-from geociss.bench import collect, describe, relative, run_bench
+from geociss.bench import collect, describe, relative, run_bench, sample_scenes
 from geociss.bench.cost import interleaved_costs
 from geociss.bench.report import (
     ablation_comparisons,
@@ -135,6 +138,58 @@ def report(args: argparse.Namespace, methods: list[str], tasks: list[str],
     return tables(rows, args.preset, command)
 
 
+def seed_jobs(argv: list[str], seeds: list[int], jobs: int,
+              cores: int) -> list[tuple[list[str], dict[str, str]]]:
+    """Command lines and thread settings of ``jobs`` child processes sharing the seeds.
+
+    Seeds go round-robin to the children (each child runs all its tasks and methods for its
+    seeds); each child gets ``cores // jobs`` torch threads (at least one) and writes no table:
+    the parent tabulates when all have ended. On 2 cores, three one-thread processes finished
+    an incremental step of the cpu preset about every 76 s of wall time (logged step times of
+    the cpu table's runs), one two-thread process about every 100 s (192 steps at the measured
+    0.45-0.65 s each, plus scoring): not an interleaved measurement, a rough guide.
+    """
+    groups = [seeds[i::jobs] for i in range(min(jobs, len(seeds)))]
+    threads = str(max(1, cores // jobs))
+    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    base = [a for a in argv if a != "--no-report"]
+    out = []
+    for group in groups:
+        args = _replace_option(_replace_option(base, "--seeds", ",".join(map(str, group))),
+                               "--jobs", "1")
+        out.append(([sys.executable, "-m", "benchmarks.bench_methods", *args, "--no-report"],
+                    env))
+    return out
+
+
+def _replace_option(argv: list[str], name: str, value: str) -> list[str]:
+    """``argv`` with option ``name`` set to ``value`` (``--name v`` or ``--name=v`` forms)."""
+    out, skip = [], False
+    for i, a in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if a == name:
+            skip = i + 1 < len(argv)
+            continue
+        if a.startswith(name + "="):
+            continue
+        out.append(a)
+    return [*out, name, value]
+
+
+def _run_jobs(argv: list[str], seeds: list[int], jobs: int) -> int:
+    """Run the children of :func:`seed_jobs` side by side; the worst exit status."""
+    import os
+    import subprocess
+
+    children = [
+        subprocess.Popen(cmd, env={**os.environ, **env})
+        for cmd, env in seed_jobs(argv, seeds, jobs, os.cpu_count() or 1)
+    ]
+    return max(child.wait() for child in children)
+
+
 def _union(default: str, given: str) -> list[str]:
     return list(dict.fromkeys([*default.split(","), *given.split(",")]))
 
@@ -153,6 +208,10 @@ def main() -> None:
                     "now (fresh processes; run on an idle machine) instead of in-run wall time")
     ap.add_argument("--cost-rounds", type=int, default=3,
                     help="with --measure-cost: rounds, each measuring every method once")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="processes side by side, the seeds shared among them (each with "
+                    "cores/jobs torch threads, at least one)")
+    ap.add_argument("--no-report", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     methods, tasks = args.methods.split(","), args.tasks.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -161,11 +220,19 @@ def main() -> None:
         text = report(args, methods, tasks, seeds)
     else:
         start = time.time()
-        run_bench(
-            methods, tasks, args.preset, Path(args.out),
-            log=lambda m: print(m, flush=True), seeds=seeds, measure_costs=False,
-        )
+        if args.jobs > 1:
+            sample_scenes(args.preset, Path(args.out) / "sample")  # once, before the children
+            status = _run_jobs(sys.argv[1:], seeds, args.jobs)
+            if status:
+                sys.exit(f"bench: a job failed (exit status {status}); rerun to resume")
+        else:
+            run_bench(
+                methods, tasks, args.preset, Path(args.out),
+                log=lambda m: print(m, flush=True), seeds=seeds, measure_costs=False,
+            )
         print(f"bench: ran in {(time.time() - start) / 60:.0f} min", flush=True)
+        if args.no_report:
+            return
         # the table holds every finished run of the folder, not only this process's: several
         # processes (one per seed, say) each leave the whole table when they end
         args.measure_cost = False
