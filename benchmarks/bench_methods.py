@@ -187,7 +187,12 @@ def _run_jobs(argv: list[str], seeds: list[int], jobs: int) -> int:
         subprocess.Popen(cmd, env={**os.environ, **env})
         for cmd, env in seed_jobs(argv, seeds, jobs, os.cpu_count() or 1)
     ]
-    return max(child.wait() for child in children)
+    try:
+        return max(child.wait() for child in children)
+    except KeyboardInterrupt:  # Ctrl-C reached the children too: let them stop cleanly
+        for child in children:
+            child.wait()
+        sys.exit("bench: interrupted; run the same command again to resume")
 
 
 def _union(default: str, given: str) -> list[str]:

@@ -264,6 +264,24 @@ def test_ctrl_c_mid_fit_ends_train_with_130(tmp_path):
     assert_nothing_half_written(tmp_path)
 
 
+def test_sigterm_to_the_whole_process_group_ends_train_with_143(tmp_path):
+    # Slurm's scancel and systemd's stop send SIGTERM to every process of the job, the
+    # data-loader worker included: its death must not surface as a DataLoader traceback
+    config = train_config(tmp_path, workers=1)
+    run = start("train", config, "--no-progress", cwd=tmp_path, start_new_session=True)
+    try:
+        wait_for(tmp_path / "runs" / "run" / "step0" / "logs" / "metrics.csv", run)
+    finally:
+        os.killpg(run.pid, signal.SIGTERM)
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 143, stdout + stderr
+    assert "Traceback" not in stderr and "DataLoader worker" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "interrupted (SIGTERM): geociss train stopped; run the same command again to resume"
+    )
+    assert_nothing_half_written(tmp_path)
+
+
 # ------------------------------------------------- predict: loader workers and stderr
 
 
