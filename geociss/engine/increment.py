@@ -25,6 +25,7 @@ labelled for the **new classes only**, without the old training data:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import tempfile
@@ -129,6 +130,10 @@ class _Plan:
     @property
     def step(self) -> int:
         return len(self.bundle.steps)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:  # taken once: the checkpoint marker and the bundle agree
+        return self.data.fingerprint(self.regions)
 
     @property
     def held_out(self) -> bool:
@@ -257,7 +262,7 @@ def _train(plan: _Plan, mean: list[float], std: list[float], progress: bool) -> 
         step_dir = req.work_dir or Path(tmp)
         fit_step(
             module, dm, req.train, step_dir, req.train.epochs_for(step),
-            f"{_digest(plan)} {plan.data.fingerprint(plan.regions)}", progress,  # files too
+            f"{_digest(plan)} {plan.fingerprint}", progress,  # the files too
         )
     raise_if_interrupted()  # a SIGTERM in the fit's last batch: write no bundle
     return student.cpu().eval()
@@ -315,7 +320,7 @@ def _extended_bundle(
     record = StepRecord(
         list(plan.ids),
         req.method.name,
-        plan.data.fingerprint(plan.regions),
+        plan.fingerprint,
         {**scores.to_dict(), "scope": scope},
         info,
     )
