@@ -199,7 +199,7 @@ def run_bench(
         data = sample_scenes(preset, out / "sample")
     methods = list(dict.fromkeys(["finetune", *methods, "joint"]))
     rows: list[BenchRow] = []
-    costs = {m: step_cost(m, preset) for m in methods if m != "joint" and measure_costs}
+    costs = {m: step_cost(m, preset) for m in methods if m != "joint"} if measure_costs else {}
     for task in tasks:
         for seed in seeds:
             for spec in methods:

@@ -42,6 +42,13 @@ def _cells(rows: Sequence[Any]) -> dict[tuple[str, str], list[Any]]:
     return cells
 
 
+def _by_seed(
+    cells: dict[tuple[str, str], list[Any]], task: str, method: str, key: str = "all"
+) -> dict[int, float | None]:
+    """``{seed: row.<key>}`` of one cell (the input of a paired difference)."""
+    return {r.seed: getattr(r, key) for r in cells.get((task, method), [])}
+
+
 def _median(values: list[float]) -> float | None:
     xs = sorted(values)
     if not xs:
@@ -80,17 +87,15 @@ def summary_table(rows: Sequence[Any]) -> str:
 def comparisons(rows: Sequence[Any], against: Sequence[str] = ("mib", "finetune")) -> str:
     """Paired all-mIoU differences of every method against each of ``against``, with verdicts."""
     cells = _cells(rows)
-
-    def by_seed(task: str, method: str) -> dict[int, float | None]:
-        return {r.seed: r.all for r in cells.get((task, method), [])}
-
     head = " | ".join(f"vs {a}: Δ all [95 % CI]" for a in against)
     lines = [f"| task | method | {head} |", "| --- | --- |" + " --- |" * len(against)]
     for task, method in cells:
         if method == "joint":
             continue
         parts = [
-            "" if method == a else _show(paired_difference(by_seed(task, method), by_seed(task, a)))
+            ""
+            if method == a
+            else _show(paired_difference(_by_seed(cells, task, method), _by_seed(cells, task, a)))
             for a in against
         ]
         lines.append(f"| {task} | {method} | " + " | ".join(parts) + " |")
@@ -113,10 +118,6 @@ def ablation_comparisons(rows: Sequence[Any], base: str = "idec") -> str:
     and new classes apart, since a part may trade one for the other. Empty when no variant ran.
     """
     cells = _cells(rows)
-
-    def by_seed(task: str, method: str, key: str) -> dict[int, float | None]:
-        return {r.seed: getattr(r, key) for r in cells.get((task, method), [])}
-
     lines = [
         f"| task | variant | vs {base}: Δ old [95 % CI] | Δ new | Δ all |",
         "| --- | --- | --- | --- | --- |",
@@ -125,7 +126,9 @@ def ablation_comparisons(rows: Sequence[Any], base: str = "idec") -> str:
         if not method.startswith(f"{base}-") or (task, base) not in cells:
             continue
         parts = [
-            _show(paired_difference(by_seed(task, method, k), by_seed(task, base, k)))
+            _show(
+                paired_difference(_by_seed(cells, task, method, k), _by_seed(cells, task, base, k))
+            )
             for k in ("old", "new", "all")
         ]
         lines.append(f"| {task} | {method} | " + " | ".join(parts) + " |")
