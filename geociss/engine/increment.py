@@ -42,7 +42,7 @@ from geociss.data.records import Region
 from geociss.data.scaling import with_nodata
 from geociss.data.vector_labels import is_vector
 from geociss.engine.bundle import StepBundle, StepRecord
-from geociss.engine.new_classes import extend_schema, new_label_schema
+from geociss.engine.new_classes import extend_schema, extended_scenario, new_label_schema
 from geociss.engine.step import StepData, grow_student, prepare_step, training_device
 from geociss.errors import ConfigError, DataError, UnknownLabelValueError
 from geociss.evaluation.retention import Retention
@@ -261,8 +261,13 @@ def _train(plan: _Plan, mean: list[float], std: list[float], progress: bool) -> 
     with tempfile.TemporaryDirectory(prefix="geociss-extend-") as tmp:
         step_dir = req.work_dir or Path(tmp)
         fit_step(
-            module, dm, req.train, step_dir, req.train.epochs_for(step),
-            f"{_digest(plan)} {plan.fingerprint}", progress,  # the files too
+            module,
+            dm,
+            req.train,
+            step_dir,
+            req.train.epochs_for(step),
+            f"{_digest(plan)} {plan.fingerprint}",
+            progress,  # the files too
         )
     raise_if_interrupted()  # a SIGTERM in the fit's last batch: write no bundle
     return student.cpu().eval()
@@ -325,16 +330,6 @@ def _extended_bundle(
         info,
     )
     steps = [*bundle.steps, record]
-    learned = {c for s in steps for c in s.channels if c is not None}
-    scenario = {
-        **(bundle.scenario or {}),
-        "steps": [[schema.names[c] for c in s.channels if c is not None] for s in steps],
-        "unlearned": [n for i, n in enumerate(schema.names) if i not in learned],
-        "channels": [
-            "background" if c is None else schema.names[c] for s in steps for c in s.channels
-        ],
-        "classes_per_step": [len(s.channels) for s in steps],
-    }
     return StepBundle.from_model(
         student,
         schema=schema,
@@ -345,7 +340,7 @@ def _extended_bundle(
         scaling=with_nodata(bundle.scaling, plan.data.scaling.nodata),
         bands=list(bundle.bands),
         gsd=bundle.gsd,
-        scenario=scenario,
+        scenario=extended_scenario(bundle.scenario, schema, steps),
     )
 
 

@@ -6,16 +6,21 @@
 * :func:`new_label_schema` is the schema the new-class-only labels are read with: 0 = anything
   else (the step's background), 1..K or the given raw values = the new classes, 255 = ignore.
   Any other value is an :class:`~geociss.errors.UnknownLabelValueError` naming the file.
+* :func:`extended_scenario` is the bundle's scenario record once the step is added.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from geociss.data.classes import IGNORE_INDEX, ClassSchema, color_hex
 from geociss.errors import ConfigError
+
+if TYPE_CHECKING:
+    from geociss.engine.bundle import StepRecord
 
 
 def auto_colors(taken: Sequence[tuple[int, int, int]], n: int) -> list[tuple[int, int, int]]:
@@ -125,3 +130,22 @@ def new_label_schema(
         "classes": classes,
     }
     return ClassSchema.from_dict(data, source="--label-values")
+
+
+def extended_scenario(
+    scenario: dict[str, Any] | None, schema: ClassSchema, steps: Sequence[StepRecord]
+) -> dict[str, Any]:
+    """A bundle's scenario record after ``extend``: its steps, channels and unlearned classes.
+
+    Keys the input scenario holds besides these (the task, the setting) are kept.
+    """
+    learned = {c for s in steps for c in s.channels if c is not None}
+    return {
+        **(scenario or {}),
+        "steps": [[schema.names[c] for c in s.channels if c is not None] for s in steps],
+        "unlearned": [n for i, n in enumerate(schema.names) if i not in learned],
+        "channels": [
+            "background" if c is None else schema.names[c] for s in steps for c in s.channels
+        ],
+        "classes_per_step": [len(s.channels) for s in steps],
+    }

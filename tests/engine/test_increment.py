@@ -8,7 +8,12 @@ from geociss.config.experiment import DataConfig, MethodConfig, TrainConfig
 from geociss.data.classes import ClassSchema
 from geociss.engine.bundle import StepBundle, StepRecord
 from geociss.engine.increment import ExtendRequest, extend_bundle
-from geociss.engine.new_classes import auto_colors, extend_schema, new_label_schema
+from geociss.engine.new_classes import (
+    auto_colors,
+    extend_schema,
+    extended_scenario,
+    new_label_schema,
+)
 from geociss.errors import ConfigError, DataError
 from geociss.evaluation.retention import Retention
 from geociss.models.config import ModelConfig
@@ -327,3 +332,15 @@ def test_full_labels_refuse_polygons(tmp_path):
     req.full_labels = True
     with pytest.raises(ConfigError, match="polygon file"):
         extend_bundle(req, log=lambda _: None, progress=False)
+
+
+def test_extended_scenario_lists_steps_channels_and_what_is_still_unlearned():
+    schema = ClassSchema.preset("isprs")  # 4-1: step 0 learned ids 0-3 with a background channel
+    ext, ids = extend_schema(schema, ["car"], learned=[0, 1, 2, 3])
+    steps = [StepRecord([None, 0, 1, 2, 3]), StepRecord(ids)]
+    out = extended_scenario({"task": "4-1", "steps": [["old"]]}, ext, steps)
+    assert out["task"] == "4-1"  # other keys kept, the step list replaced
+    assert out["steps"] == [[ext.names[i] for i in range(4)], ["car"]]
+    assert out["channels"] == ["background", *ext.names[:4], "car"]
+    assert out["classes_per_step"] == [5, 1]
+    assert out["unlearned"] == [n for i, n in enumerate(ext.names) if i not in {0, 1, 2, 3, 4}]
