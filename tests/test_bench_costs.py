@@ -95,3 +95,50 @@ def test_the_parent_of_jobs_writes_the_table_and_its_children_do_not(tmp_path, m
     with pytest.raises(SystemExit, match="a job failed"):
         bm.main()
     assert len(written) == 1  # no table after a failed job
+
+
+def test_diag_paired_summary_pairs_each_variant_with_the_reference_by_seed():
+    from benchmarks.diag_cpu_preset import CLASSES, paired_summary
+
+    def res(all_: float, car: float) -> dict:
+        return {"all": all_, **{c: 0.5 for c in CLASSES}, "car": car}
+
+    results = {
+        ("ref", "joint"): {0: res(0.70, 0.30), 1: res(0.70, 0.30), 2: res(0.70, 0.30)},
+        ("car ×100", "joint"): {0: res(0.73, 0.43), 1: res(0.74, 0.44), 2: res(0.75, 0.45)},
+        ("one seed", "joint"): {5: res(0.60, 0.1), 0: res(0.65, 0.2)},
+    }
+    lines = paired_summary(results, "ref")
+    assert lines[0].startswith("| variant | method | vs ref: all Δ [95 % CI] |")
+    body = {line.split(" | ")[0].strip("| "): line for line in lines[2:]}
+    assert set(body) == {"car ×100", "one seed"}  # the reference is not compared with itself
+    # all: differences 3, 4, 5 points → +4.0 [+1.5, +6.5]; car: 13, 14, 15 → +14.0 [+11.5, +16.5]
+    assert "| +4.0 [+1.5, +6.5] |" in body["car ×100"]
+    assert body["car ×100"].endswith("| +14.0 [+11.5, +16.5] |")
+    assert "| -5.0 (1 seed) |" in body["one seed"]  # seed 5 has no partner
+
+
+def test_diag_runs_every_seed_and_the_reference_even_when_only_leaves_it_out(
+    monkeypatch, capsys
+):
+    import benchmarks.diag_cpu_preset as diag
+
+    calls = []
+
+    def fake_run(kind, name, overrides, method, out, seed):
+        calls.append((name, seed))
+        car = 0.4 if name == "car ×100" else 0.3
+        return f"| {name} | s{seed} |", {"all": 0.7, **{c: 0.5 for c in diag.CLASSES}, "car": car}
+
+    ref = "adamw lr 0.001, car ×30, 10 epochs, clip 5 (preset ×30)"
+    monkeypatch.setattr(diag, "run", fake_run)
+    monkeypatch.setattr(diag, "sample_scenes", lambda preset, folder: folder)
+    monkeypatch.setattr(
+        "sys.argv",
+        ["diag", "joint", "--only", "car ×100", "--seeds", "0,1", "--against", ref],
+    )
+    diag.main()
+    assert sorted(calls) == sorted([(ref, 0), (ref, 1), ("car ×100", 0), ("car ×100", 1)])
+    out = capsys.readouterr().out
+    assert "| car ×100 | joint | +0.0 [+0.0, +0.0] |" in out
+    assert out.rstrip().endswith("+10.0 [+10.0, +10.0] |")  # car, the last column

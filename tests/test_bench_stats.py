@@ -35,6 +35,14 @@ def test_paired_interval_by_hand():
     assert paired_difference(b, a).verdict == "worse"
 
 
+def test_a_difference_is_shown_in_points_with_its_interval():
+    d = paired_difference({0: 0.53, 1: 0.54, 2: 0.55}, {0: 0.5, 1: 0.5, 2: 0.5})
+    assert d.show() == "+4.0 [+1.5, +6.5] better"  # half width 4.303 · 0.01 / √3 = 0.0248
+    assert d.show(verdict=False) == "+4.0 [+1.5, +6.5]"
+    assert paired_difference({0: 0.5}, {0: 0.6}).show() == "-10.0 (1 seed)"
+    assert paired_difference({0: 0.5}, {1: 0.6}).show() == "-"
+
+
 def test_an_interval_that_holds_zero_is_not_distinguishable():
     d = paired_difference({0: 0.5, 1: 0.6, 2: 0.4}, {0: 0.45, 1: 0.5, 2: 0.5})
     assert d.low < 0 < d.high and d.verdict == "not distinguishable"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from geociss.bench.stats import PairedDiff, Spread, paired_difference, pearson, spearman
+from geociss.bench.stats import Spread, paired_difference, pearson, spearman
 
 # IDEC (Zhao, Yuan, Shi, TPAMI 2023), Table 3, ISPRS Potsdam, all-mIoU % after the last step;
 # ‡ in the paper: re-implemented by the IDEC authors with PLOP's code. Joint = "offline".
@@ -95,19 +95,11 @@ def comparisons(rows: Sequence[Any], against: Sequence[str] = ("mib", "finetune"
         parts = [
             ""
             if method == a
-            else _show(paired_difference(_by_seed(cells, task, method), _by_seed(cells, task, a)))
+            else paired_difference(_by_seed(cells, task, method), _by_seed(cells, task, a)).show()
             for a in against
         ]
         lines.append(f"| {task} | {method} | " + " | ".join(parts) + " |")
     return "\n".join(lines)
-
-
-def _show(d: PairedDiff) -> str:
-    if d.mean is None:
-        return "-"
-    if d.low is None or d.high is None:
-        return f"{100 * d.mean:+.1f} (1 seed)"
-    return f"{100 * d.mean:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}] {d.verdict}"
 
 
 def ablation_comparisons(rows: Sequence[Any], base: str = "idec") -> str:
@@ -126,9 +118,9 @@ def ablation_comparisons(rows: Sequence[Any], base: str = "idec") -> str:
         if not method.startswith(f"{base}-") or (task, base) not in cells:
             continue
         parts = [
-            _show(
-                paired_difference(_by_seed(cells, task, method, k), _by_seed(cells, task, base, k))
-            )
+            paired_difference(
+                _by_seed(cells, task, method, k), _by_seed(cells, task, base, k)
+            ).show()
             for k in ("old", "new", "all")
         ]
         lines.append(f"| {task} | {method} | " + " | ".join(parts) + " |")

@@ -98,6 +98,15 @@ class PairedDiff:
     high: float | None
     n: int
 
+    def show(self, verdict: bool = True) -> str:
+        """In percentage points: ``+3.0 [-0.4, +6.4] not distinguishable``, ``-`` without data."""
+        if self.mean is None:
+            return "-"
+        if self.low is None or self.high is None:
+            return f"{100 * self.mean:+.1f} ({self.n} seed)"
+        text = f"{100 * self.mean:+.1f} [{100 * self.low:+.1f}, {100 * self.high:+.1f}]"
+        return f"{text} {self.verdict}" if verdict else text
+
     @property
     def verdict(self) -> str:
         """``better`` / ``worse`` where the interval excludes 0, else ``not distinguishable``."""
