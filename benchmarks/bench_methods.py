@@ -21,6 +21,7 @@ from pathlib import Path
 from benchmarks._report import update_section
 from geociss.bench import collect, describe, relative, run_bench, sample_scenes
 from geociss.bench.cost import interleaved_costs
+from geociss.bench.jobs import run_jobs, seed_groups, thread_env
 from geociss.bench.report import (
     ablation_comparisons,
     comparisons,
@@ -140,18 +141,15 @@ def report(args: argparse.Namespace, methods: list[str], tasks: list[str],
 
 def seed_jobs(argv: list[str], seeds: list[int], jobs: int,
               cores: int) -> list[tuple[list[str], dict[str, str]]]:
-    """Command lines and thread settings of ``jobs`` child processes sharing the seeds.
+    """Command lines and thread settings of the child processes sharing the seeds.
 
-    Seeds go round-robin to the children (each child runs all its tasks and methods for its
-    seeds); each child gets ``cores // jobs`` torch threads (at least one) and writes no table:
-    the parent tabulates when all have ended. On 2 cores, three one-thread processes finished
-    an incremental step of the cpu preset about every 76 s of wall time (logged step times of
-    the cpu table's runs), one two-thread process about every 100 s (192 steps at the measured
-    0.45-0.65 s each, plus scoring): not an interleaved measurement, a rough guide.
+    Seeds go round-robin to at most ``jobs`` children (:mod:`geociss.bench.jobs`: each child
+    runs all its tasks and methods for its seeds, with ``cores`` shared among the children as
+    torch threads, at least one each) and writes no table: the parent tabulates when all
+    have ended.
     """
-    groups = [seeds[i::jobs] for i in range(min(jobs, len(seeds)))]
-    threads = str(max(1, cores // jobs))
-    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    groups = seed_groups(seeds, jobs)
+    env = thread_env(cores, len(groups))
     base = [a for a in argv if a != "--no-report"]
     out = []
     for group in groups:
@@ -181,17 +179,11 @@ def _replace_option(argv: list[str], name: str, value: str) -> list[str]:
 def _run_jobs(argv: list[str], seeds: list[int], jobs: int) -> int:
     """Run the children of :func:`seed_jobs` side by side; the worst exit status."""
     import os
-    import subprocess
 
-    children = [
-        subprocess.Popen(cmd, env={**os.environ, **env})
-        for cmd, env in seed_jobs(argv, seeds, jobs, os.cpu_count() or 1)
-    ]
+    commands = seed_jobs(argv, seeds, jobs, os.cpu_count() or 1)
     try:
-        return max(child.wait() for child in children)
-    except KeyboardInterrupt:  # Ctrl-C reached the children too: let them stop cleanly
-        for child in children:
-            child.wait()
+        return run_jobs([cmd for cmd, _ in commands], commands[0][1])
+    except KeyboardInterrupt:  # the children have stopped (run_jobs waited for them)
         sys.exit("bench: interrupted; run the same command again to resume")
 
 

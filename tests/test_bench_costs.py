@@ -68,9 +68,9 @@ def test_jobs_share_the_seeds_and_the_cores_and_leave_the_table_to_the_parent() 
         assert not any(a.startswith("--seeds=") for a in cmd)
         assert cmd[cmd.index("--tasks") + 1] == "4-1" and cmd[cmd.index("--out") + 1] == "b"
         assert env == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    # more jobs than seeds: one per seed; more cores: threads shared out
+    # more jobs than seeds: one per seed; more cores: shared out among the processes that run
     jobs = seed_jobs(["--seeds", "0,1"], [0, 1], 4, cores=16)
-    assert len(jobs) == 2 and jobs[0][1]["OMP_NUM_THREADS"] == "4"
+    assert len(jobs) == 2 and jobs[0][1]["OMP_NUM_THREADS"] == "8"
 
 
 def test_the_parent_of_jobs_writes_the_table_and_its_children_do_not(tmp_path, monkeypatch):

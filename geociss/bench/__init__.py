@@ -194,6 +194,7 @@ def run_bench(
     from geociss.engine.bundle import StepBundle
     from geociss.engine.runner import ScenarioRunner
     from geociss.errors import GeocissError
+    from geociss.io import atomic_write_text
 
     if data is None and data_section is None:
         data = sample_scenes(preset, out / "sample")
@@ -232,7 +233,10 @@ def run_bench(
                     )
                 )
                 relative(rows)
-                (out / "bench.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
+                # whole or not at all: jobs of ``geociss bench --jobs`` write it side by side
+                atomic_write_text(
+                    out / "bench.json", json.dumps([asdict(r) for r in rows], indent=1)
+                )
     return rows
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -26,7 +27,9 @@ import click
     "--tasks", default="4-1,2-3,2-2-1,2-1-1-1", show_default=True, help="Comma-separated tasks."
 )
 @click.option(
-    "--seeds", default="0,1,2", show_default=True,
+    "--seeds",
+    default="0,1,2",
+    show_default=True,
     help="Comma-separated training seeds; every cell runs once per seed.",
 )
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench"), show_default=True)
@@ -43,7 +46,16 @@ import click
     help="A config whose data: section to use instead, e.g. configs/data/potsdam.yaml "
     "(ISPRS read from the official archives); its keys override the preset's data settings.",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes side by side, the seeds shared among them, each with cores/jobs torch "
+    "threads (at least one). Small CPU cells use cores better this way (on 2 cores: --jobs 3).",
+)
 @click.option("--progress/--no-progress", default=False, help="Show training progress bars.")
+@click.option("--runs-only", is_flag=True, hidden=True, help="A job: run, no costs, no tables.")
 def bench(
     preset: str,
     methods: str,
@@ -52,7 +64,9 @@ def bench(
     out: Path,
     data: Path | None,
     data_config: Path | None,
+    jobs: int,
     progress: bool,
+    runs_only: bool,
 ) -> None:
     """Train every method on every task with every seed, and print the tables.
 
@@ -61,12 +75,14 @@ def bench(
     idec-* variant against IDEC, old and new classes apart) when it ran, and per-class IoU.
 
     Fine-tuning (the floor) and joint training (the ceiling) are always included. Runs are
-    resumable: run the same command again to continue; finished steps are skipped.
+    resumable: run the same command again to continue; finished steps are skipped. With
+    --jobs N the seeds run in N processes; this one then measures the step costs and prints
+    the tables.
     """
     from rich.console import Console
     from rich.markdown import Markdown
 
-    from geociss.bench import run_bench
+    from geociss.bench import run_bench, sample_scenes
     from geociss.bench.report import (
         ablation_comparisons,
         comparisons,
@@ -91,6 +107,17 @@ def bench(
     if not seed_list:
         raise ConfigError("--seeds names no seed")
     console = Console()
+    if jobs > 1 and len(seed_list) > 1:
+        if data is None and section is None:
+            sample_scenes(preset, out / "sample")  # once, before the jobs start
+        _run_seed_jobs(
+            seed_list,
+            jobs,
+            console.print,
+            ["--preset", preset, "--methods", methods, "--tasks", tasks, "--out", str(out)]
+            + (["--data", str(data)] if data is not None else [])
+            + (["--data-config", str(data_config)] if data_config is not None else []),
+        )
     rows = run_bench(
         [m for m in methods.split(",") if m],
         [t for t in tasks.split(",") if t],
@@ -101,9 +128,44 @@ def bench(
         progress=progress,
         data_section=section,
         seeds=seed_list,
+        measure_costs=not runs_only,
     )
+    if runs_only:
+        return
     tables = [summary_table(rows), comparisons(rows), ablation_comparisons(rows, "idec")]
     for table in [*tables, per_class_table(rows)]:
         if table:  # no IDEC variant ran: no ablation table
             console.print(Markdown(table))
     console.print(f"results: {out / 'bench.json'}")
+
+
+def _run_seed_jobs(
+    seeds: list[int], jobs: int, log: Callable[[str], None], args: list[str]
+) -> None:
+    """Run ``geociss bench <args>`` once per group of seeds, side by side (see bench.jobs)."""
+    import os
+    import sys
+
+    from geociss.bench.jobs import run_jobs, seed_groups, thread_env
+    from geociss.errors import GeocissError
+
+    groups = seed_groups(seeds, jobs)
+    env = thread_env(os.cpu_count() or 1, len(groups))
+    log(f"bench: {len(groups)} jobs of {env['OMP_NUM_THREADS']} thread(s), seeds {groups}")
+    commands = [
+        [
+            sys.executable,
+            "-m",
+            "geociss",
+            "bench",
+            *args,
+            "--seeds",
+            ",".join(map(str, g)),
+            "--runs-only",
+            "--no-progress",
+        ]
+        for g in groups
+    ]
+    status = run_jobs(commands, env, log)
+    if status:
+        raise GeocissError(f"a bench job failed (exit status {status}); run again to resume")
