@@ -43,7 +43,7 @@ def test_square_polygon_gives_exact_pixel_count(tmp_path):
     assert t.hist[1] == 120 and t.hist[0] == 64 * 64 - 120 and t.ignored == 0
     with rasterio.open(t.label) as src:
         ids = src.read(1)
-        assert src.dtypes[0] == "uint8" and src.nodata == IGNORE_INDEX and src.is_tiled
+        assert src.dtypes[0] == "uint8" and src.nodata == IGNORE_INDEX and src.profile.get("tiled")
         assert src.transform == rasterio.open(t.image).transform
     assert (ids[5:15, 10:22] == 1).all() and ids.sum() == 120
 
