@@ -181,10 +181,31 @@ def _run_jobs(argv: list[str], seeds: list[int], jobs: int) -> int:
     import os
 
     commands = seed_jobs(argv, seeds, jobs, os.cpu_count() or 1)
-    try:
-        return run_jobs([cmd for cmd, _ in commands], commands[0][1])
-    except KeyboardInterrupt:  # the children have stopped (run_jobs waited for them)
-        sys.exit("bench: interrupted; run the same command again to resume")
+    return run_jobs([cmd for cmd, _ in commands], commands[0][1])
+
+
+def _main_handling_signals() -> None:
+    """:func:`main` as geociss's commands run: Ctrl-C / SIGTERM end it with one line, 130 / 143.
+
+    A fit stops at the end of its batch and nothing half-written is left (see
+    geociss.interrupts); with --jobs the children are stopped first (geociss.bench.jobs).
+    """
+    import signal
+
+    from geociss import interrupts
+
+    with interrupts.handling_signals():
+        try:
+            main()
+        except (Exception, KeyboardInterrupt, SystemExit, interrupts.Interrupted) as err:
+            signum = interrupts.received()
+            if signum is None and isinstance(err, KeyboardInterrupt):
+                signum = signal.SIGINT
+            if signum is None:
+                raise
+            print(f"bench: interrupted ({interrupts.signal_name(signum)}); run the same command "
+                  "again to resume", file=sys.stderr, flush=True)
+            sys.exit(interrupts.exit_status(signum))
 
 
 def _union(default: str, given: str) -> list[str]:
@@ -242,4 +263,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    _main_handling_signals()

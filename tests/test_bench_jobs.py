@@ -149,3 +149,51 @@ def test_a_job_runs_its_cells_without_costs_or_tables(tmp_path, monkeypatch):
     )
     assert out.exit_code == 0 and "results:" not in out.output and "|" not in out.output
     assert benched[0]["measure_costs"] is False and benched[0]["seeds"] == [1]
+
+
+def test_sigterm_stops_bench_methods_mid_fit_with_one_line_and_nothing_half_written(tmp_path):
+    """A real `python -m benchmarks.bench_methods` run, SIGTERM while step 0 trains."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_methods",
+        "--preset",
+        "small",
+        "--tasks",
+        "4-1",
+        "--methods",
+        "mib",
+        "--seeds",
+        "0",
+        "--out",
+        str(tmp_path / "b"),
+        "--section",
+        "test-only",
+        "--no-report",
+    ]
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines = []
+    for line in proc.stdout:  # wait until step 0 is training
+        lines.append(line)
+        if line.startswith("step 0: learning"):
+            break
+    time.sleep(3)  # into the fit
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    out = "".join(lines) + rest
+    assert proc.returncode == 143, out
+    assert "bench: interrupted (SIGTERM); run the same command again to resume" in out
+    assert "Traceback" not in out
+    runs = tmp_path / "b" / "runs"
+    assert not list(runs.rglob("bundle.safetensors"))  # nothing half-written under a final name
+    assert not list(runs.glob("*.lock"))  # the lock was released

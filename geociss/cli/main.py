@@ -52,6 +52,7 @@ RESUME_HINTS = {
     "train": "run the same command again to resume",
     "predict": "run the same command again to resume",
     "extend": "run it again to start over (with --work-dir it resumes)",
+    "bench": "run the same command again to resume",
 }
 """What the one-line message of an interrupted command suggests."""
 
