@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -80,15 +81,8 @@ def bench(
     the tables.
     """
     from rich.console import Console
-    from rich.markdown import Markdown
 
     from geociss.bench import run_bench, sample_scenes
-    from geociss.bench.report import (
-        ablation_comparisons,
-        comparisons,
-        per_class_table,
-        summary_table,
-    )
     from geociss.errors import ConfigError
 
     section = None
@@ -130,13 +124,26 @@ def bench(
         seeds=seed_list,
         measure_costs=not runs_only,
     )
-    if runs_only:
-        return
+    if not runs_only:
+        _print_tables(rows, console)
+        console.print(f"results: {out / 'bench.json'}")
+
+
+def _print_tables(rows: list[Any], console: Any) -> None:
+    """The summary, the paired comparisons, the IDEC ablation (when it ran), per-class IoU."""
+    from rich.markdown import Markdown
+
+    from geociss.bench.report import (
+        ablation_comparisons,
+        comparisons,
+        per_class_table,
+        summary_table,
+    )
+
     tables = [summary_table(rows), comparisons(rows), ablation_comparisons(rows, "idec")]
     for table in [*tables, per_class_table(rows)]:
         if table:  # no IDEC variant ran: no ablation table
             console.print(Markdown(table))
-    console.print(f"results: {out / 'bench.json'}")
 
 
 def _run_seed_jobs(
