@@ -197,3 +197,30 @@ def test_sigterm_stops_bench_methods_mid_fit_with_one_line_and_nothing_half_writ
     runs = tmp_path / "b" / "runs"
     assert not list(runs.rglob("bundle.safetensors"))  # nothing half-written under a final name
     assert not list(runs.glob("*.lock"))  # the lock was released
+
+
+def test_report_only_tabulates_the_finished_cells_and_trains_nothing(tmp_path, monkeypatch):
+    import geociss.bench as bench
+    from geociss.bench import BenchRow
+
+    def row(method, seed, all_, note=""):
+        return BenchRow("4-1", method, all_, 0.1, all_, note=note, seed=seed)
+
+    rows = [
+        row("finetune", 0, 0.1),
+        row("mib", 0, 0.6),
+        row("joint", 0, 0.7),
+        row("mib", 1, None, note="incomplete"),
+    ]
+    asked = []
+    monkeypatch.setattr(bench, "collect", lambda *a: asked.append(a) or rows)
+    monkeypatch.setattr(bench, "run_bench", lambda *a, **kw: pytest.fail("trained"))
+    args = ["bench", "--methods", "mib", "--tasks", "4-1", "--seeds", "0,1", "--out", str(tmp_path)]
+    out = CliRunner().invoke(cli, [*args, "--report-only"])
+    assert out.exit_code == 2 and "no benchmark runs here" in out.output  # no runs/ yet
+    (tmp_path / "runs").mkdir()
+    out = CliRunner().invoke(cli, [*args, "--report-only"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "3 of 6 cells finished, 1 started and not finished" in out.output
+    assert "mib" in out.output and "incomplete" not in out.output
+    assert asked == [(["mib"], ["4-1"], "cpu", tmp_path, [0, 1])]

@@ -55,6 +55,12 @@ import click
     help="Processes side by side, the seeds shared among them, each with cores/jobs torch "
     "threads (at least one). Small CPU cells use cores better this way (on 2 cores: --jobs 3).",
 )
+@click.option(
+    "--report-only",
+    is_flag=True,
+    help="Train nothing: print the tables of the cells already finished in --out (e.g. while "
+    "another bench runs there); s/step is then the runs' own wall time per step.",
+)
 @click.option("--progress/--no-progress", default=False, help="Show training progress bars.")
 @click.option("--runs-only", is_flag=True, hidden=True, help="A job: run, no costs, no tables.")
 def bench(
@@ -66,6 +72,7 @@ def bench(
     data: Path | None,
     data_config: Path | None,
     jobs: int,
+    report_only: bool,
     progress: bool,
     runs_only: bool,
 ) -> None:
@@ -101,6 +108,13 @@ def bench(
     if not seed_list:
         raise ConfigError("--seeds names no seed")
     console = Console()
+    method_list, task_list = (
+        [m for m in methods.split(",") if m],
+        [t for t in tasks.split(",") if t],
+    )
+    if report_only:
+        _report(method_list, task_list, preset, out, seed_list, console)
+        return
     if jobs > 1 and len(seed_list) > 1:
         if data is None and section is None:
             sample_scenes(preset, out / "sample")  # once, before the jobs start
@@ -113,8 +127,8 @@ def bench(
             + (["--data-config", str(data_config)] if data_config is not None else []),
         )
     rows = run_bench(
-        [m for m in methods.split(",") if m],
-        [t for t in tasks.split(",") if t],
+        method_list,
+        task_list,
         preset,
         out,
         data,
@@ -127,6 +141,25 @@ def bench(
     if not runs_only:
         _print_tables(rows, console)
         console.print(f"results: {out / 'bench.json'}")
+
+
+def _report(
+    methods: list[str], tasks: list[str], preset: str, out: Path, seeds: list[int], console: Any
+) -> None:
+    """The tables of the finished cells of ``out`` (``--report-only``)."""
+    from geociss.bench import collect
+    from geociss.errors import ConfigError
+
+    if not (out / "runs").is_dir():
+        raise ConfigError(f"{out}: no benchmark runs here (no runs/ folder)")
+    rows = collect(methods, tasks, preset, out, seeds)
+    done = [r for r in rows if r.note != "incomplete"]
+    cells = len(tasks) * len(seeds) * len(dict.fromkeys(["finetune", *methods, "joint"]))
+    console.print(
+        f"{len(done)} of {cells} cells finished, {len(rows) - len(done)} started and not finished"
+    )
+    if done:
+        _print_tables(done, console)
 
 
 def _print_tables(rows: list[Any], console: Any) -> None:
