@@ -146,7 +146,11 @@ class DataConfig(BaseModel):
         "where the workers also take cores from the model.",
     )
     class_weights: dict[str, float] | None = Field(
-        default=None, description="Class-aware window sampling weights by class name (e.g. car: 4)."
+        default=None,
+        description="Class-aware window sampling weights by class name (e.g. car: 4): a region "
+        "is drawn in proportion to Σ weight × pixels of each class. A weight applies only at the "
+        "steps whose labels show its class (a class of a later step is background before it, "
+        "and its pixels weigh 1 there, as a real scenario's labels would not show them).",
     )
     eval_tile: int = Field(default=512, ge=16, description="Sliding-window size for evaluation.")
     eval_overlap: int = Field(default=64, ge=0, description="Overlap of evaluation windows.")

@@ -301,13 +301,21 @@ class Scenario:
 
     def train_lut(self, step: int, keep_old: bool = False) -> np.ndarray:
         """Look-up table class id → training channel at ``step`` (256 entries, uint8)."""
-        self._step(step)
         lut = self._lut()
-        first = 0 if keep_old else step
-        for t in range(first, step + 1):
-            for c in self.steps[t]:
-                lut[c] = self.channel_of(c)
+        for c in self.labelled_classes(step, keep_old):
+            lut[c] = self.channel_of(c)
         return lut
+
+    def labelled_classes(self, step: int, keep_old: bool = False) -> list[int]:
+        """Class ids that keep their own label in ``step``'s training data.
+
+        The step's classes (plus the old ones with ``keep_old``, ILT's original protocol);
+        every other class is background there, as in a real scenario whose labels at that
+        step show only these classes. Class-aware sampling weights apply to these only.
+        """
+        self._step(step)
+        first = 0 if keep_old else step
+        return [c for t in range(first, step + 1) for c in self.steps[t]]
 
     def eval_lut(self, step: int) -> np.ndarray:
         """Look-up table class id → evaluation channel after ``step`` (256 entries, uint8)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -238,6 +238,30 @@ class ExperimentData:
         return h.hexdigest()[:16]
 
 
+def step_class_weights(
+    weights: Mapping[str, float] | None,
+    schema: ClassSchema,
+    labelled: Collection[int] | None = None,
+) -> dict[str, float] | None:
+    """The sampling weights (by class name) that apply at a step: those of its labelled classes.
+
+    A class the step does not label (a class of a later step, an old class) is background in
+    its data, and in a real scenario its pixels are not known at that step: weighting them
+    would steer the step's windows with labels it does not have (with ISPRS car ×100, 68 % of
+    the windows of 4-1's step 0 would come from the chips that hold cars, 13 % without). Its
+    pixels weigh 1, as the background's do. ``labelled`` None: every class. None when no
+    weight applies.
+    """
+    if not weights:
+        return None
+    kept = {
+        name: float(w)
+        for name, w in weights.items()
+        if labelled is None or schema.class_id(name) in labelled
+    }
+    return kept or None
+
+
 class StepDataModule(L.LightningDataModule):
     """Training loader of one step: random windows of the selected regions, labels via a LUT.
 
@@ -256,16 +280,17 @@ class StepDataModule(L.LightningDataModule):
         lut: np.ndarray,
         cfg: DataConfig,
         seed: int,
+        labelled: Collection[int] | None = None,
     ) -> None:
         super().__init__()
         self.tiles, self.schema, self.regions = list(tiles), schema, list(regions)
         self.lut, self.cfg, self.seed = lut, cfg, seed
+        self.labelled = labelled
 
     def class_weights(self) -> dict[int, float] | None:
-        """Class-aware sampling weights by class id (config gives them by name)."""
-        if not self.cfg.class_weights:
-            return None
-        return {self.schema.class_id(k): float(v) for k, v in self.cfg.class_weights.items()}
+        """Class-aware sampling weights by class id, of the classes the step's labels show."""
+        weights = step_class_weights(self.cfg.class_weights, self.schema, self.labelled)
+        return {self.schema.class_id(k): v for k, v in weights.items()} if weights else None
 
     def train_dataloader(self) -> DataLoader:
         """Random windows for this rank."""

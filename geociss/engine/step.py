@@ -43,6 +43,8 @@ class StepData:
         mean: per-band normalisation mean.
         std: per-band normalisation standard deviation.
         clip: per-band ``(low, high)`` clip bounds before normalising, or None.
+        labelled: class ids the step's labels show (:meth:`Scenario.labelled_classes`); only
+            their ``cfg.class_weights`` apply. None: every class of ``schema``.
     """
 
     tiles: Sequence[TileRecord]
@@ -53,6 +55,7 @@ class StepData:
     mean: list[float]
     std: list[float]
     clip: Clip | None = None
+    labelled: frozenset[int] | None = None
 
 
 def training_device(train: TrainConfig) -> torch.device:
@@ -118,7 +121,13 @@ def prepare_step(
         student, teacher, method, train, data.mean, data.std, step, clip=data.clip
     )
     dm = StepDataModule(
-        data.tiles, data.schema, data.regions, data.lut, data.cfg, train.seed + 1000 * step
+        data.tiles,
+        data.schema,
+        data.regions,
+        data.lut,
+        data.cfg,
+        train.seed + 1000 * step,
+        labelled=data.labelled,
     )
     return module, dm
 
