@@ -247,10 +247,10 @@ def step_class_weights(
 
     A class the step does not label (a class of a later step, an old class) is background in
     its data, and in a real scenario its pixels are not known at that step: weighting them
-    would steer the step's windows with labels it does not have (with ISPRS car ×100, 68 % of
-    the windows of 4-1's step 0 would come from the chips that hold cars, 13 % without). Its
-    pixels weigh 1, as the background's do. ``labelled`` None: every class. None when no
-    weight applies.
+    would steer the step's windows with labels it does not have (with ISPRS car ×100, 55 % of
+    the windows of the cpu benchmark's 4-1 step 0 would come from chips that hold cars, 10 %
+    without: ``python -m benchmarks.diag_step_weights``). Its pixels weigh 1, as the
+    background's do. ``labelled`` None: every class. None when no weight applies.
     """
     if not weights:
         return None

@@ -1,8 +1,8 @@
 """Class-aware sampling weights apply only at the steps whose labels show the class.
 
 In a 4-1 scenario car is background at step 0: its pixels are not known there in a real run,
-so a car weight must not steer step 0's windows (it did: with car ×100, 68 % of the windows of
-the cpu benchmark's step 0 came from chips holding cars, 13 % without).
+so a car weight must not steer step 0's windows (it did: with car ×100, 55 % of the windows of
+the cpu benchmark's 4-1 step 0 came from chips holding cars, 10 % without).
 """
 
 from __future__ import annotations
@@ -99,3 +99,18 @@ def test_the_run_says_which_weights_a_step_leaves_out(tmp_path):
         in logs
     )
     assert not any(line.startswith("step 1: sampling weights") for line in logs)
+
+
+def test_the_diagnostic_shares_are_the_expectations_of_the_region_weights():
+    from benchmarks.diag_step_weights import shares
+
+    plain = np.zeros(6, np.int64)
+    plain[1] = 100
+    cars = plain.copy()
+    cars[CAR] = 20
+    regions = [Region(Window(0, 0, 0, 10, 10), plain, 0), Region(Window(0, 0, 10, 10, 10), cars, 0)]
+    draws, pixels = shares(regions, None, CAR)  # weights 100 and 120
+    assert draws == pytest.approx(120 / 220) and pixels == pytest.approx(20 / 220)
+    draws, pixels = shares(regions, {CAR: 100.0}, CAR)  # weights 100 and 2100
+    assert draws == pytest.approx(2100 / 2200)
+    assert pixels == pytest.approx(2100 * (20 / 120) / 2200)
