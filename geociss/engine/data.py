@@ -262,6 +262,14 @@ def step_class_weights(
     return kept or None
 
 
+def step_weights(
+    scenario: Scenario, step: int, keep_old: bool, weights: Mapping[str, float] | None
+) -> tuple[frozenset[int], dict[str, float] | None]:
+    """The class ids ``step``'s labels show, and the sampling weights that apply to them."""
+    labelled = frozenset(scenario.labelled_classes(step, keep_old=keep_old))
+    return labelled, step_class_weights(weights, scenario.schema, labelled)
+
+
 class StepDataModule(L.LightningDataModule):
     """Training loader of one step: random windows of the selected regions, labels via a LUT.
 

@@ -35,7 +35,7 @@ from geociss.engine.bundle_files import (
     record_step0_entry,
     step0_cache_note,
 )
-from geociss.engine.data import ExperimentData, step_class_weights
+from geociss.engine.data import ExperimentData, step_weights
 from geociss.engine.evaluate import evaluate_tiles
 from geociss.engine.reports import write_config, write_history, write_step_reports
 from geociss.engine.run_folder import removed_unless_progress
@@ -113,18 +113,11 @@ class ScenarioRunner:
                 "setting": self.train_scenario.setting,
                 "min_pixels": self.train_scenario.min_pixels,
             }
-        if payload["data"].get("class_weights"):  # those that apply (joint: all, unchanged)
-            payload["data"]["class_weights"] = self._step_weights(step)
+        if weights := payload["data"].get("class_weights"):  # those that apply (joint: all)
+            keep_old = self._method(step).keep_old_labels
+            _, applied = step_weights(self.train_scenario, step, keep_old, weights)
+            payload["data"]["class_weights"] = applied
         return freshness.config_hash({"config": payload, "step": step, "previous": previous})
-
-    def _labelled(self, step: int) -> frozenset[int]:
-        """Class ids the step's labels show (its own; the old ones too with keep_old_labels)."""
-        keep_old = self._method(step).keep_old_labels
-        return frozenset(self.train_scenario.labelled_classes(step, keep_old=keep_old))
-
-    def _step_weights(self, step: int) -> dict[str, float] | None:
-        """The class-aware sampling weights that apply at ``step`` (see step_class_weights)."""
-        return step_class_weights(self.config.data.class_weights, self.schema, self._labelled(step))
 
     def _method(self, step: int) -> IncrementalMethod:
         ctx = StepContext(step, tuple(self.train_scenario.classes_per_step[: step + 1]))
@@ -263,13 +256,15 @@ class ScenarioRunner:
             f"({resolve_precision(cfg.train)}) from "
             f"{len(regions)} region(s) with {cfg.method.name}"
         )
-        applied = self._step_weights(step) or {}
-        if dropped := sorted(set(cfg.data.class_weights or {}) - set(applied)):
+        labelled, applied = step_weights(
+            self.train_scenario, step, method.keep_old_labels, cfg.data.class_weights
+        )
+        if dropped := sorted(set(cfg.data.class_weights or {}) - set(applied or {})):
             self.log(f"step {step}: sampling weights of {', '.join(dropped)} not applied "
                      "(not labelled at this step: background there)")
         step_data = StepData(
             data.train.tiles, self.schema, regions, lut, cfg.data, data.mean, data.std,
-            data.scaling.clip, self._labelled(step),
+            data.scaling.clip, labelled,
         )
         module, dm = prepare_step(
             student,
