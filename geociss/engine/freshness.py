@@ -1,7 +1,6 @@
 """What identifies a finished step: the hash of its configuration and the fingerprints of its files.
 
-The step hash (:func:`config_hash` of what
-:meth:`~geociss.engine.runner.ScenarioRunner.step_hash` collects) covers the configuration, data
+The step hash (:func:`step_hash`) covers the configuration, data
 paths included, but not what the files hold: replacing an image or a label under the same name
 leaves it unchanged. Every step bundle therefore also records
 
@@ -24,20 +23,67 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from geociss.config.experiment import RUN_ONLY_TRAIN_KEYS
 from geociss.data.records import TileRecord
 from geociss.data.scenarios import Scenario
 from geociss.engine.bundle import StepBundle
-from geociss.engine.data import ExperimentData
+from geociss.engine.data import ExperimentData, step_weights
+
+if TYPE_CHECKING:
+    from geociss.config.experiment import ExperimentConfig
+    from geociss.methods.base import IncrementalMethod
 
 VAL_KEY = "val_fingerprint"
+HARDWARE_KEYS = ("accelerator", "devices", "num_nodes")
+"""Train keys that choose where a step runs, not what it learns (left out of the hash)."""
 
 
 def config_hash(payload: dict[str, Any]) -> str:
     """Stable short hash of a JSON-able mapping (the step hash of a configuration)."""
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def step_hash(
+    config: ExperimentConfig,
+    scenario: Scenario,
+    method: IncrementalMethod,
+    single_step: bool,
+    step: int,
+    previous: str | None,
+) -> str:
+    """Hash of everything that determines the result of ``step`` of ``scenario``.
+
+    ``method`` is the method at ``step``, ``previous`` the hash of step ``step - 1``. Left
+    out: the run's name and folder, hardware and run-only keys, loader workers. Step 0
+    depends on the classes it learns, not on the later split of the task nor (unless the
+    method trains step 0 its own way) on the incremental method, so tasks and methods share
+    it. Class weights enter as the step applies them (those of the classes it labels).
+    """
+    payload = config.model_dump(mode="json", exclude={"name": True, "out": True})
+    for key in (*HARDWARE_KEYS, *RUN_ONLY_TRAIN_KEYS):
+        payload["train"].pop(key, None)
+    payload["data"].pop("num_workers", None)
+    if step == 0:
+        for key in ("lr_incremental", "epochs_incremental", "freeze_norm_incremental"):
+            payload["train"].pop(key, None)
+        payload.pop("method")
+        payload["step0"] = method.step0_key()
+        payload["single_step"] = single_step
+        payload["scenario"] = {
+            "channels": scenario.classes_per_step[:1],
+            "classes": scenario.steps[0],
+            "unlearned": scenario.unlearned,
+            "setting": scenario.setting,
+            "min_pixels": scenario.min_pixels,
+        }
+    if weights := payload["data"].get("class_weights"):  # those that apply (joint: all)
+        payload["data"]["class_weights"] = step_weights(
+            scenario, step, method.keep_old_labels, weights
+        )[1]
+    return config_hash({"config": payload, "step": step, "previous": previous})
 
 
 def step_fingerprints(data: ExperimentData, scenario: Scenario, last: int) -> list[str]:

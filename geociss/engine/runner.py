@@ -18,12 +18,11 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from geociss.config.experiment import RUN_ONLY_TRAIN_KEYS, ExperimentConfig
+from geociss.config.experiment import ExperimentConfig
 from geociss.data.classes import ClassSchema
 from geociss.data.scenarios import Scenario
 from geociss.engine import freshness
@@ -52,7 +51,6 @@ from geociss.models.segmenter import SegmentationModel
 
 BUNDLE = "bundle.safetensors"
 SUPERSEDED = "bundle.before-data-change.safetensors"  # set aside when its files changed
-HARDWARE_KEYS = ("accelerator", "devices", "num_nodes")
 
 
 class ScenarioRunner:
@@ -87,37 +85,12 @@ class ScenarioRunner:
 
     # ---------------------------------------------------------------- hashing
 
-    def _base_payload(self) -> dict[str, Any]:
-        cfg = self.config.model_dump(mode="json", exclude={"name": True, "out": True})
-        for key in (*HARDWARE_KEYS, *RUN_ONLY_TRAIN_KEYS):
-            cfg["train"].pop(key, None)
-        cfg["data"].pop("num_workers", None)
-        return cfg
-
     def step_hash(self, step: int, previous: str | None) -> str:
-        """Hash of everything that determines the result of ``step``."""
-        payload = self._base_payload()
-        if step == 0:
-            payload["train"].pop("lr_incremental", None)
-            payload["train"].pop("epochs_incremental", None)
-            payload["train"].pop("freeze_norm_incremental", None)
-            # step 0 depends on the classes it learns, not on the later split of the task, nor
-            # (unless the method trains step 0 its own way) on the incremental method
-            payload.pop("method")
-            payload["step0"] = self._method(0).step0_key()
-            payload["single_step"] = self.method_cls.single_step
-            payload["scenario"] = {
-                "channels": self.train_scenario.classes_per_step[:1],
-                "classes": self.train_scenario.steps[0],
-                "unlearned": self.train_scenario.unlearned,
-                "setting": self.train_scenario.setting,
-                "min_pixels": self.train_scenario.min_pixels,
-            }
-        if weights := payload["data"].get("class_weights"):  # those that apply (joint: all)
-            keep_old = self._method(step).keep_old_labels
-            _, applied = step_weights(self.train_scenario, step, keep_old, weights)
-            payload["data"]["class_weights"] = applied
-        return freshness.config_hash({"config": payload, "step": step, "previous": previous})
+        """Hash of everything that determines the result of ``step`` (freshness.step_hash)."""
+        return freshness.step_hash(
+            self.config, self.train_scenario, self._method(step), self.method_cls.single_step,
+            step, previous,
+        )
 
     def _method(self, step: int) -> IncrementalMethod:
         ctx = StepContext(step, tuple(self.train_scenario.classes_per_step[: step + 1]))
