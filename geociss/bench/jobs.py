@@ -4,7 +4,8 @@ A benchmark cell of the cpu preset trains with batches of 8 windows of 128 px: t
 little from more than one or two threads on such small convolutions, while the seeds are
 independent. Running the seeds in N processes of ``cores // N`` threads each uses the cores
 better (on 2 cores, three one-thread processes finished an incremental step about every 76 s
-of wall time, one two-thread process about every 100 s).
+of wall time, one two-thread process about every 100 s: read from the cpu table's step logs,
+not an interleaved measurement).
 
 Each child runs its seeds of every task and method into the same output folder (run folders
 and the step-0 cache are per seed, so children never write the same file); the parent waits
