@@ -190,17 +190,13 @@ def _main_handling_signals() -> None:
     A fit stops at the end of its batch and nothing half-written is left (see
     geociss.interrupts); with --jobs the children are stopped first (geociss.bench.jobs).
     """
-    import signal
-
     from geociss import interrupts
 
     with interrupts.handling_signals():
         try:
             main()
         except (Exception, KeyboardInterrupt, SystemExit, interrupts.Interrupted) as err:
-            signum = interrupts.received()
-            if signum is None and isinstance(err, KeyboardInterrupt):
-                signum = signal.SIGINT
+            signum = interrupts.stopped_by(err)
             if signum is None:
                 raise
             print(f"bench: interrupted ({interrupts.signal_name(signum)}); run the same command "

@@ -76,6 +76,16 @@ def received() -> int | None:
     return _State.received
 
 
+def stopped_by(err: BaseException) -> int | None:
+    """The signal behind ``err`` escaping a command, or None when no signal was involved.
+
+    The first signal received wins; a KeyboardInterrupt with none recorded is SIGINT.
+    """
+    if _State.received is not None:
+        return _State.received
+    return signal.SIGINT if isinstance(err, KeyboardInterrupt) else None
+
+
 def raise_if_interrupted() -> None:
     """Raise :class:`Interrupted` when a signal arrived that nothing has acted on yet.
 
@@ -154,4 +164,5 @@ __all__ = [
     "raise_if_interrupted",
     "received",
     "signal_name",
+    "stopped_by",
 ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import signal
 from typing import Any
 
 import click
@@ -102,9 +101,7 @@ class LazyGroup(click.Group):
             try:
                 return super().invoke(ctx)
             except (Exception, KeyboardInterrupt, SystemExit, interrupts.Interrupted) as err:
-                signum = interrupts.received()
-                if signum is None and isinstance(err, KeyboardInterrupt):
-                    signum = signal.SIGINT
+                signum = interrupts.stopped_by(err)
                 if signum is not None:  # whatever was raised, it is the signal's consequence
                     click.echo(interrupted_line(signum, ctx.invoked_subcommand), err=True)
                     ctx.exit(interrupts.exit_status(signum))
