@@ -1,9 +1,12 @@
 """Methods × tasks × seeds on the sample scenes, written to docs/benchmarks.md.
 
-Run: python -m benchmarks.bench_methods                 (cpu preset: every method, the four IDEC
-                                                         tasks, seeds 0,1,2; resumable)
+Run: python -m benchmarks.bench_methods                 (cpu preset: every method and the IDEC
+                                                         ablation on task 4-1, seeds 0,1,2;
+                                                         resumable)
      python -m benchmarks.bench_methods --jobs 3       (the same, three processes side by side,
-                                                         one seed and one thread each on 2 cores)
+                                                         one seed and one thread each on 2 cores:
+                                                         about 90 min)
+     python -m benchmarks.bench_methods --tasks all --jobs 3   (the four IDEC tasks: 5-7 h)
      python -m benchmarks.bench_methods --report-only  (tables of the finished run folders)
      python -m benchmarks.bench_methods --preset small --seeds 0 ...   (from-scratch ablation)
 
@@ -19,7 +22,16 @@ import time
 from pathlib import Path
 
 from benchmarks._report import update_section
-from geociss.bench import collect, describe, relative, run_bench, sample_scenes
+from geociss.bench import (
+    DEFAULT_TASKS,
+    IDEC_TASKS,
+    collect,
+    describe,
+    relative,
+    run_bench,
+    sample_scenes,
+    task_list,
+)
 from geociss.bench.cost import interleaved_costs
 from geociss.bench.jobs import run_jobs, seed_groups, thread_env
 from geociss.bench.report import (
@@ -31,7 +43,8 @@ from geociss.bench.report import (
 )
 
 METHODS = "ilt,mib,plop,ucd,dkd,idec,idec-no-dada,idec-no-arcl,idec-no-pseudo"
-TASKS = "4-1,2-3,2-2-1,2-1-1-1"
+TASKS = ",".join(IDEC_TASKS)
+"""The tasks whose finished runs the table after a run shows (any other --tasks given are added)."""
 SEEDS = "0,1,2"
 CLASSES = ["impervious surfaces", "building", "low vegetation", "tree", "car"]
 
@@ -117,12 +130,17 @@ def load_costs(path: Path, preset: str) -> tuple[dict[str, tuple[float, float]],
 
 def report(args: argparse.Namespace, methods: list[str], tasks: list[str],
            seeds: list[int]) -> str:
-    """The section text for every finished run of the output folder among the given cells."""
+    """The section text for every finished run of the output folder among the given cells.
+
+    The command printed above the table names the tasks that have finished runs (all the given
+    ones when none has).
+    """
+    rows = collect(methods, tasks, args.preset, Path(args.out), seeds)
+    shown = [t for t in tasks if any(r.task == t for r in rows)] or tasks
     command = (
         f"python -m benchmarks.bench_methods --preset {args.preset} --methods "
-        f"{','.join(methods)} --tasks {','.join(tasks)} --seeds {','.join(map(str, seeds))}"
+        f"{','.join(methods)} --tasks {','.join(shown)} --seeds {','.join(map(str, seeds))}"
     )
-    rows = collect(methods, tasks, args.preset, Path(args.out), seeds)
     saved = Path(args.out) / COSTS
     if args.measure_cost:
         specs = [m for m in dict.fromkeys(r.method for r in rows) if m != "joint"]
@@ -185,18 +203,22 @@ def _run_jobs(argv: list[str], seeds: list[int], jobs: int) -> int:
 
 
 def _main_handling_signals() -> None:
-    """:func:`main` as geociss's commands run: Ctrl-C / SIGTERM end it with one line, 130 / 143.
+    """:func:`main` as geociss's commands run: Ctrl-C / SIGTERM end it with one line, 130 / 143;
+    a user error (a bad --tasks, say) with one line and exit status 1.
 
     A fit stops at the end of its batch and nothing half-written is left (see
     geociss.interrupts); with --jobs the children are stopped first (geociss.bench.jobs).
     """
     from geociss import interrupts
+    from geociss.errors import GeocissError
 
     with interrupts.handling_signals():
         try:
             main()
         except (Exception, KeyboardInterrupt, SystemExit, interrupts.Interrupted) as err:
             signum = interrupts.stopped_by(err)
+            if signum is None and isinstance(err, GeocissError):
+                sys.exit(f"bench: {err}")  # a user error: one line, exit status 1
             if signum is None:
                 raise
             print(f"bench: interrupted ({interrupts.signal_name(signum)}); run the same command "
@@ -212,7 +234,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--methods", default=METHODS)
-    ap.add_argument("--tasks", default=TASKS)
+    ap.add_argument("--tasks", default=DEFAULT_TASKS,
+                    help="comma-separated tasks, or all (the four IDEC tasks: " + TASKS + ")")
     ap.add_argument("--seeds", default=SEEDS)
     ap.add_argument("--out", default="bench-cpu")
     ap.add_argument("--section", default=None, help="docs section (default: methods-<preset>)")
@@ -227,7 +250,7 @@ def main() -> None:
                     "cores/jobs torch threads, at least one)")
     ap.add_argument("--no-report", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    methods, tasks = args.methods.split(","), args.tasks.split(",")
+    methods, tasks = args.methods.split(","), task_list(args.tasks)
     seeds = [int(s) for s in args.seeds.split(",")]
     section = args.section or f"methods-{args.preset}"
     if args.report_only:
@@ -251,7 +274,7 @@ def main() -> None:
         # processes (one per seed, say) each leave the whole table when they end
         args.measure_cost = False
         text = report(
-            args, _union(METHODS, args.methods), _union(TASKS, args.tasks),
+            args, _union(METHODS, args.methods), _union(TASKS, ",".join(tasks)),
             [int(s) for s in _union(SEEDS, args.seeds)],
         )
     update_section(section, text)
