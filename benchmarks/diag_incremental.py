@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from geociss import bench
+from geociss.engine.data import step_sampling
 from geociss.engine.runner import ScenarioRunner
 from geociss.engine.step import StepData, prepare_step
 
@@ -47,8 +48,10 @@ def main() -> None:
     method = runner._method(args.step)
     lut = runner.train_scenario.train_lut(args.step, keep_old=method.keep_old_labels)
     regions = data.step_regions(runner.train_scenario, args.step)
+    sampling = step_sampling(cfg.data, runner.train_scenario, args.step, method.keep_old_labels)[0]
     step_data = StepData(
-        data.train.tiles, runner.schema, regions, lut, cfg.data, data.mean, data.std
+        data.train.tiles, runner.schema, regions, lut, sampling, data.mean, data.std,
+        data.scaling.clip,
     )
     module, dm = prepare_step(
         student, teacher, method, step_data, train, step=args.step, restore=prev.extra_tensors

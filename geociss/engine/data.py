@@ -270,6 +270,19 @@ def step_weights(
     return labelled, step_class_weights(weights, scenario.schema, labelled)
 
 
+def step_sampling(
+    cfg: DataConfig, scenario: Scenario, step: int, keep_old: bool
+) -> tuple[DataConfig, list[str]]:
+    """The data settings ``step`` samples with, and the names of the class weights left out.
+
+    The settings are ``cfg`` with only the class weights that apply at the step
+    (:func:`step_weights`); a :class:`StepDataModule` given them draws its windows with them.
+    """
+    applied = step_weights(scenario, step, keep_old, cfg.class_weights)[1]
+    dropped = sorted(set(cfg.class_weights or {}) - set(applied or {}))
+    return cfg.model_copy(update={"class_weights": applied}), dropped
+
+
 class StepDataModule(L.LightningDataModule):
     """Training loader of one step: random windows of the selected regions, labels via a LUT.
 
@@ -288,16 +301,18 @@ class StepDataModule(L.LightningDataModule):
         lut: np.ndarray,
         cfg: DataConfig,
         seed: int,
-        labelled: Collection[int] | None = None,
     ) -> None:
         super().__init__()
         self.tiles, self.schema, self.regions = list(tiles), schema, list(regions)
         self.lut, self.cfg, self.seed = lut, cfg, seed
-        self.labelled = labelled
 
     def class_weights(self) -> dict[int, float] | None:
-        """Class-aware sampling weights by class id, of the classes the step's labels show."""
-        weights = step_class_weights(self.cfg.class_weights, self.schema, self.labelled)
+        """Class-aware sampling weights by class id: all of ``cfg.class_weights``.
+
+        A scenario step is given the settings of :func:`step_sampling`, which keep only the
+        weights that apply at the step.
+        """
+        weights = self.cfg.class_weights
         return {self.schema.class_id(k): v for k, v in weights.items()} if weights else None
 
     def train_dataloader(self) -> DataLoader:

@@ -34,7 +34,7 @@ from geociss.engine.bundle_files import (
     record_step0_entry,
     step0_cache_note,
 )
-from geociss.engine.data import ExperimentData, step_weights
+from geociss.engine.data import ExperimentData, step_sampling
 from geociss.engine.evaluate import evaluate_tiles
 from geociss.engine.reports import write_config, write_history, write_step_reports
 from geociss.engine.run_folder import removed_unless_progress
@@ -229,15 +229,15 @@ class ScenarioRunner:
             f"({resolve_precision(cfg.train)}) from "
             f"{len(regions)} region(s) with {cfg.method.name}"
         )
-        labelled, applied = step_weights(
-            self.train_scenario, step, method.keep_old_labels, cfg.data.class_weights
+        sampling, dropped = step_sampling(
+            cfg.data, self.train_scenario, step, method.keep_old_labels
         )
-        if dropped := sorted(set(cfg.data.class_weights or {}) - set(applied or {})):
+        if dropped:
             self.log(f"step {step}: sampling weights of {', '.join(dropped)} not applied "
                      "(not labelled at this step: background there)")
         step_data = StepData(
-            data.train.tiles, self.schema, regions, lut, cfg.data, data.mean, data.std,
-            data.scaling.clip, labelled,
+            data.train.tiles, self.schema, regions, lut, sampling, data.mean, data.std,
+            data.scaling.clip,
         )
         module, dm = prepare_step(
             student,

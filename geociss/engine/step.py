@@ -39,12 +39,11 @@ class StepData:
         schema: class schema the labels are read with.
         regions: the step's training regions.
         lut: class id → training channel (256 entries).
-        cfg: sampling settings (patch size, batch size, windows per epoch, workers, bands).
+        cfg: sampling settings (patch size, batch size, windows per epoch, workers, bands, the
+            class weights that apply: see :func:`~geociss.engine.data.step_sampling`).
         mean: per-band normalisation mean.
         std: per-band normalisation standard deviation.
         clip: per-band ``(low, high)`` clip bounds before normalising, or None.
-        labelled: class ids the step's labels show (:meth:`Scenario.labelled_classes`); only
-            their ``cfg.class_weights`` apply. None: every class of ``schema``.
     """
 
     tiles: Sequence[TileRecord]
@@ -55,7 +54,6 @@ class StepData:
     mean: list[float]
     std: list[float]
     clip: Clip | None = None
-    labelled: frozenset[int] | None = None
 
 
 def training_device(train: TrainConfig) -> torch.device:
@@ -127,7 +125,6 @@ def prepare_step(
         data.lut,
         data.cfg,
         train.seed + 1000 * step,
-        labelled=data.labelled,
     )
     return module, dm
 

@@ -15,7 +15,7 @@ from geociss.data.classes import ClassSchema
 from geociss.data.records import Region, Window
 from geociss.data.samplers import region_weights
 from geociss.data.scenarios import Scenario
-from geociss.engine.data import StepDataModule, step_class_weights
+from geociss.engine.data import StepDataModule, step_class_weights, step_sampling
 from geociss.engine.runner import ScenarioRunner
 from geociss.errors import ConfigError
 
@@ -60,8 +60,12 @@ def test_step_zero_does_not_draw_car_chips_more_often(tmp_path):
 
     cfg = DataConfig(images=str(tmp_path), labels=str(tmp_path), class_weights={"car": 100.0})
     lut = s.train_lut(0)
-    step0 = StepDataModule([], ISPRS, regions, lut, cfg, 0, labelled=s.labelled_classes(0))
-    step1 = StepDataModule([], ISPRS, regions, lut, cfg, 0, labelled=s.labelled_classes(1))
+    cfg0, dropped0 = step_sampling(cfg, s, 0, keep_old=False)
+    cfg1, dropped1 = step_sampling(cfg, s, 1, keep_old=False)
+    assert (dropped0, dropped1) == (["car"], [])
+    assert cfg.class_weights == {"car": 100.0}  # the experiment's settings are left as they were
+    step0 = StepDataModule([], ISPRS, regions, lut, cfg0, 0)
+    step1 = StepDataModule([], ISPRS, regions, lut, cfg1, 0)
     assert step0.class_weights() is None
     assert region_weights(regions, step0.class_weights()).tolist() == [100.0, 120.0]
     assert region_weights(regions, step1.class_weights()).tolist() == [100.0, 2100.0]
@@ -86,14 +90,26 @@ def test_the_step_hash_holds_the_weights_that_apply(tmp_path):
     assert joint_car.step_hash(0, None) != joint_plain.step_hash(0, None)
 
 
-def test_the_run_says_which_weights_a_step_leaves_out(tmp_path):
+def test_the_run_says_which_weights_a_step_leaves_out(tmp_path, monkeypatch):
+    from geociss.engine import runner as runner_module
+
     root = scenes(tmp_path)
     cfg = config(root)
     cfg = cfg.model_copy(
         update={"data": cfg.data.model_copy(update={"class_weights": {"car": 9.0}})}
     )
+    given: list = []  # the weights each step's data module draws with
+    prepare = runner_module.prepare_step
+
+    def spy(student, teacher, method, data, train, **kw):
+        module, dm = prepare(student, teacher, method, data, train, **kw)
+        given.append(dm.class_weights())
+        return module, dm
+
+    monkeypatch.setattr(runner_module, "prepare_step", spy)
     logs: list[str] = []
     ScenarioRunner(cfg, log=logs.append, progress=False).run()
+    assert given == [None, {CAR: 9.0}]
     assert (
         "step 0: sampling weights of car not applied (not labelled at this step: background there)"
         in logs
