@@ -33,7 +33,7 @@ from geociss.bench import (
     task_list,
 )
 from geociss.bench.cost import interleaved_costs
-from geociss.bench.jobs import run_jobs, seed_groups, thread_env
+from geociss.bench.jobs import label_of, run_jobs, seed_groups, thread_env
 from geociss.bench.report import (
     ablation_comparisons,
     comparisons,
@@ -199,7 +199,8 @@ def _run_jobs(argv: list[str], seeds: list[int], jobs: int) -> int:
     import os
 
     commands = seed_jobs(argv, seeds, jobs, os.cpu_count() or 1)
-    return run_jobs([cmd for cmd, _ in commands], commands[0][1])
+    labels = [label_of(group) for group in seed_groups(seeds, jobs)]  # the groups seed_jobs ran
+    return run_jobs([cmd for cmd, _ in commands], commands[0][1], labels=labels)
 
 
 def _main_handling_signals() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from geociss.bench.jobs import run_jobs, seed_groups, thread_env
+from geociss.bench.jobs import label_of, run_jobs, seed_groups, thread_env
 from geociss.cli.main import cli
 
 
@@ -41,12 +41,38 @@ def test_run_jobs_returns_the_worst_exit_status_and_passes_the_environment(tmp_p
     assert run_jobs([cmds[0]], log=lambda m: None) == 0
 
 
+TALKER = """
+import sys, time
+for k in range(3):
+    print(f"line {k} of " + sys.argv[1], flush=True)
+    print(f"warning {k} of " + sys.argv[1], file=sys.stderr, flush=True)
+    time.sleep(0.05)
+sys.stdout.write("no newline at the end")
+"""
+
+
+def test_labelled_jobs_relay_whole_lines_each_with_its_jobs_label(capsys):
+    cmds = [[sys.executable, "-c", TALKER, name] for name in ("a", "b")]
+    assert label_of([1]) == "s1" and label_of([0, 3]) == "s0,3"
+    assert run_jobs(cmds, log=lambda m: None, labels=["s0", "s1,3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 14
+    for label, name in (("s0", "a"), ("s1,3", "b")):
+        own = [line for line in lines if line.startswith(f"[{label}] ")]
+        assert own == [  # whole lines, in the child's order, stdout and stderr both
+            f"[{label}] {kind} {k} of {name}" for k in range(3) for kind in ("line", "warning")
+        ] + [f"[{label}] no newline at the end"]
+    with pytest.raises(ValueError, match="2 labels for 1 commands"):
+        run_jobs(cmds[:1], labels=["s0", "s1"])
+
+
 CHILD = """
 import os, signal, sys, time
 from pathlib import Path
 mark = Path(sys.argv[1])
 def stop(signum, frame):
     (mark.parent / (mark.name + ".stopped")).write_text(str(signum))
+    print("stopping " + mark.name, flush=True)
     sys.exit(143)
 signal.signal(signal.SIGTERM, stop)
 mark.write_text(str(os.getpid()))
@@ -57,11 +83,12 @@ PARENT = """
 import sys
 from geociss.bench.jobs import run_jobs
 from geociss.interrupts import Interrupted, handling_signals
-child, folder = sys.argv[1], sys.argv[2]
+child, folder, labelled = sys.argv[1], sys.argv[2], sys.argv[3] == "labelled"
 cmds = [[sys.executable, child, f"{folder}/job{k}"] for k in range(2)]
 with handling_signals():
     try:
-        run_jobs(cmds, log=lambda m: print(m, flush=True))
+        run_jobs(cmds, log=lambda m: print(m, flush=True),
+                 labels=["s0", "s1"] if labelled else None)
     except Interrupted as err:
         print("parent stopped", flush=True)
         sys.exit(err.exit_status)
@@ -76,20 +103,26 @@ def _wait_for(paths: list[Path], seconds: float = 60) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Running (a zombie that no one has reaped yet, where no init reaps orphans, is not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "\tZ" not in status.read_text().split("State:")[1].splitlines()[0]
+    except (OSError, IndexError):
+        return True
 
 
-def test_sigterm_to_the_parent_alone_stops_every_job_and_leaves_none_running(tmp_path):
+@pytest.mark.parametrize("relay", ["labelled", "direct"])
+def test_sigterm_to_the_parent_alone_stops_every_job_and_leaves_none_running(tmp_path, relay):
     child = tmp_path / "child.py"
     child.write_text(textwrap.dedent(CHILD))
     parent_py = tmp_path / "parent.py"
     parent_py.write_text(textwrap.dedent(PARENT))
     parent = subprocess.Popen(
-        [sys.executable, str(parent_py), str(child), str(tmp_path)],
+        [sys.executable, str(parent_py), str(child), str(tmp_path), relay],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -103,26 +136,66 @@ def test_sigterm_to_the_parent_alone_stops_every_job_and_leaves_none_running(tmp
     out, _ = parent.communicate(timeout=60)
     assert parent.returncode == 143, out
     assert "waiting for 2 job(s) to stop" in out and "parent stopped" in out
+    if relay == "labelled":  # the children's last words come through, labelled, before the end
+        lines = out.splitlines()
+        assert {"[s0] stopping job0", "[s1] stopping job1"} <= set(lines)
+        assert lines[-1] == "parent stopped"
     assert "Traceback" not in out
     for m, pid in zip(marks, pids, strict=True):
         assert (m.parent / (m.name + ".stopped")).read_text() == str(int(signal.SIGTERM))
         assert not _alive(pid)
 
 
+TICKER = """
+import os, sys, time
+from pathlib import Path
+mark = Path(sys.argv[1])
+mark.write_text(str(os.getpid()))
+for k in range(600):
+    print("tick", k, flush=True)
+    (mark.parent / (mark.name + ".last")).write_text(str(k))
+    time.sleep(0.1)
+"""
+
+
+def test_labelled_jobs_do_not_run_on_after_the_parent_is_killed(tmp_path):
+    child = tmp_path / "ticker.py"
+    child.write_text(textwrap.dedent(TICKER))
+    parent_py = tmp_path / "parent.py"
+    parent_py.write_text(textwrap.dedent(PARENT))
+    parent = subprocess.Popen(
+        [sys.executable, str(parent_py), str(child), str(tmp_path), "labelled"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    marks = [tmp_path / "job0", tmp_path / "job1"]
+    _wait_for([m.parent / (m.name + ".last") for m in marks])
+    pids = [int(m.read_text()) for m in marks]
+    parent.kill()  # SIGKILL: nothing in the parent runs again
+    parent.wait(timeout=30)
+    end = time.time() + 30
+    while any(_alive(pid) for pid in pids):
+        assert time.time() < end, "a job ran on after its parent was killed"
+        time.sleep(0.1)
+
+
 def test_bench_jobs_run_the_seed_groups_then_tabulate_every_seed(tmp_path, monkeypatch):
     import geociss.bench as bench
     import geociss.bench.jobs as jobs
 
-    started: list[tuple[list[list[str]], dict[str, str]]] = []
+    started: list[tuple[list[list[str]], dict[str, str], list[str]]] = []
     benched: list[dict] = []
-    monkeypatch.setattr(jobs, "run_jobs", lambda cmds, env, log: started.append((cmds, env)) or 0)
+    monkeypatch.setattr(
+        jobs, "run_jobs",
+        lambda cmds, env, log, labels: started.append((cmds, env, labels)) or 0,
+    )
     monkeypatch.setattr(bench, "sample_scenes", lambda preset, folder: folder)
     monkeypatch.setattr(bench, "run_bench", lambda *a, **kw: benched.append(kw) or [])
     args = ["bench", "--methods", "mib", "--tasks", "4-1", "--out", str(tmp_path), "--jobs", "2"]
     out = CliRunner().invoke(cli, [*args, "--seeds", "0,1,2"])
     assert out.exit_code == 0, out.output
-    [(cmds, env)] = started
+    [(cmds, env, labels)] = started
     assert [c[c.index("--seeds") + 1] for c in cmds] == ["0,2", "1"]
+    assert labels == ["s0,2", "s1"]  # each job's lines come back with its seeds in front
     for c in cmds:
         assert c[1:4] == ["-m", "geociss", "bench"] and "--runs-only" in c
         assert c[c.index("--out") + 1] == str(tmp_path) and c[c.index("--methods") + 1] == "mib"
@@ -132,7 +205,7 @@ def test_bench_jobs_run_the_seed_groups_then_tabulate_every_seed(tmp_path, monke
     assert benched[-1]["seeds"] == [0, 1, 2] and benched[-1]["measure_costs"] is True
 
     # a failed job: a one-line error, no tables
-    monkeypatch.setattr(jobs, "run_jobs", lambda cmds, env, log: 2)
+    monkeypatch.setattr(jobs, "run_jobs", lambda cmds, env, log, labels: 2)
     benched.clear()
     out = CliRunner().invoke(cli, [*args, "--seeds", "0,1"])
     assert out.exit_code != 0 and "a bench job failed (exit status 2)" in out.output

@@ -188,7 +188,7 @@ def _run_seed_jobs(
     import os
     import sys
 
-    from geociss.bench.jobs import run_jobs, seed_groups, thread_env
+    from geociss.bench.jobs import label_of, run_jobs, seed_groups, thread_env
     from geociss.errors import GeocissError
 
     groups = seed_groups(seeds, jobs)
@@ -208,6 +208,6 @@ def _run_seed_jobs(
         ]
         for g in groups
     ]
-    status = run_jobs(commands, env, log)
+    status = run_jobs(commands, env, log, labels=[label_of(g) for g in groups])
     if status:
         raise GeocissError(f"a bench job failed (exit status {status}); run again to resume")
