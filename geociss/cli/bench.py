@@ -28,8 +28,8 @@ import click
     "--tasks",
     default="4-1",
     show_default=True,
-    help="Comma-separated tasks, or all: the four IDEC tasks 4-1,2-3,2-2-1,2-1-1-1 (with the cpu "
-    "preset on 2 cores: about 90 min for 4-1, 5-7 h for all).",
+    help="Comma-separated tasks, or all: the four IDEC tasks 4-1,2-3,2-2-1,2-1-1-1 (the cpu "
+    "preset on 2 cores with --jobs 3: about 90 min for 4-1, 5-7 h for all).",
 )
 @click.option(
     "--seeds",
