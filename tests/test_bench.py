@@ -214,3 +214,27 @@ def test_interleaved_costs_measure_every_method_each_round_and_take_medians(monk
     out = cost.interleaved_costs(["finetune", "mib"], "cpu", rounds=3)
     assert calls == ["finetune", "mib"] * 3
     assert out["finetune"] == (1.1, 5.0) and out["mib"] == (2.1, 6.0)
+
+
+def test_each_cell_says_how_far_the_bench_is(monkeypatch, tmp_path):
+    import geociss.engine.runner as runner_module
+    from geociss import bench
+    from geociss.errors import GeocissError
+
+    class Diverging:  # every cell fails at once: a result row, no training
+        def __init__(self, cfg, log, progress):
+            pass
+
+        def run(self):
+            raise GeocissError("loss is not finite")
+
+    monkeypatch.setattr(runner_module, "ScenarioRunner", Diverging)
+    monkeypatch.setattr(bench, "experiment", lambda *a: None)
+    logs: list[str] = []
+    rows = bench.run_bench(["mib"], ["4-1", "2-3"], "cpu", tmp_path, data=tmp_path,
+                           log=logs.append, seeds=[0, 1], measure_costs=False)
+    assert len(rows) == 12 and {r.note for r in rows} == {"diverged"}
+    starts = [line for line in logs if line.startswith("bench: ") and "so far)" in line]
+    assert starts[0] == "bench: finetune on 4-1, seed 0 (cell 1 of 12, 0 min so far)"
+    assert starts[-1].startswith("bench: joint on 2-3, seed 1 (cell 12 of 12, ")
+    assert "bench: mib on 4-1 (seed 1) failed: loss is not finite" in logs

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -211,6 +212,7 @@ def run_bench(
     """Run every (task, seed, method) cell (resumable: finished steps are skipped).
 
     Tasks come first, then seeds, so an interrupted run leaves whole tasks with every seed.
+    Each cell's first log line says how far the bench is (``cell 4 of 33, 12 min so far``).
     Data: ``data_section`` (a config's ``data:`` mapping), else the folder ``data``, else
     sample scenes generated under ``out/sample`` with the preset's size. ``measure_costs``:
     measure each method's step cost first (:func:`step_cost`, a fresh process per method);
@@ -226,10 +228,12 @@ def run_bench(
     methods = list(dict.fromkeys(["finetune", *methods, "joint"]))
     rows: list[BenchRow] = []
     costs = {m: step_cost(m, preset) for m in methods if m != "joint"} if measure_costs else {}
+    cells, started = len(tasks) * len(seeds) * len(methods), time.monotonic()
     for task in tasks:
         for seed in seeds:
             for spec in methods:
-                log(f"bench: {spec} on {task}, seed {seed}")
+                log(f"bench: {spec} on {task}, seed {seed} (cell {len(rows) + 1} of {cells}, "
+                    f"{(time.monotonic() - started) / 60:.0f} min so far)")
                 runner = ScenarioRunner(
                     experiment(preset, task, spec, data, out / "runs", data_section, seed),
                     log=log,
