@@ -51,8 +51,9 @@ CLASSES = ["impervious surfaces", "building", "low vegetation", "tree", "car"]
 
 def tables(rows, preset: str, command: str) -> str:
     """The section text: settings, the three tables and how to read them."""
+    tasks = ", ".join(dict.fromkeys(r.task for r in rows)) or "no task finished"
     return (
-        f"## Methods on the sample scenes ({preset} preset)\n\n"
+        f"## Methods on the sample scenes ({preset} preset: {tasks})\n\n"
         f"Command: `{command}`. " + describe(preset) + " "
         "mIoU in % on the held-out scenes after the last step, mean ± sample standard deviation "
         "over the seeds (old = step-0 classes incl. impervious surfaces, new = classes added "
