@@ -54,7 +54,7 @@ def tables(rows, preset: str, command: str) -> str:
     tasks = ", ".join(dict.fromkeys(r.task for r in rows)) or "no task finished"
     return (
         f"## Methods on the sample scenes ({preset} preset: {tasks})\n\n"
-        f"Command: `{command}`. " + describe(preset) + " "
+        f"Command: {command}. " + describe(preset) + " "
         "mIoU in % on the held-out scenes after the last step, mean ± sample standard deviation "
         "over the seeds (old = step-0 classes incl. impervious surfaces, new = classes added "
         "later); all / joint = all-mIoU as a fraction of joint training with the same seed; "
@@ -124,8 +124,8 @@ def load_costs(path: Path, preset: str) -> tuple[dict[str, tuple[float, float]],
     record = json.loads(path.read_text(encoding="utf-8"))
     if record.get("preset") != preset:
         return {}, ""
-    how = (f" (step costs reused from --measure-cost --cost-rounds {record['rounds']} of "
-           f"{record['measured']})")
+    how = (f", step costs reused from `--measure-cost --cost-rounds {record['rounds']}` of "
+           f"{record['measured']}")
     return {m: (v[0], v[1]) for m, v in record["costs"].items()}, how
 
 
@@ -138,7 +138,7 @@ def report(args: argparse.Namespace, methods: list[str], tasks: list[str],
     """
     rows = collect(methods, tasks, args.preset, Path(args.out), seeds)
     shown = [t for t in tasks if any(r.task == t for r in rows)] or tasks
-    command = (
+    run = (
         f"python -m benchmarks.bench_methods --preset {args.preset} --methods "
         f"{','.join(methods)} --tasks {','.join(shown)} --seeds {','.join(map(str, seeds))}"
     )
@@ -147,10 +147,14 @@ def report(args: argparse.Namespace, methods: list[str], tasks: list[str],
         specs = [m for m in dict.fromkeys(r.method for r in rows) if m != "joint"]
         costs = interleaved_costs(specs, args.preset, rounds=args.cost_rounds)
         save_costs(saved, costs, args.preset, args.cost_rounds)
-        command += f" --report-only --measure-cost --cost-rounds {args.cost_rounds}"
+        how = f" `--report-only --measure-cost --cost-rounds {args.cost_rounds}`"
     else:
-        costs, how = load_costs(saved, args.preset)
-        command += " --report-only" + how
+        costs, reused = load_costs(saved, args.preset)
+        how = " `--report-only`" + reused
+    command = (
+        f"`{run} --jobs 3` (trains what is missing, one process per seed, then writes this "
+        f"section; this text: the same with{how})"
+    )
     if costs:
         for r in rows:
             r.step_seconds, r.peak_mib = costs.get(r.method, (None, None))

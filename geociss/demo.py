@@ -14,7 +14,7 @@ Cars and clutter are left out (background in the training labels, as ISPRS clutt
 protocol, and not scored). IDEC's 4-1 story (adding car) does not fit the demo's 3 minutes: with
 the pretrained encoder, an incremental step of 64 SGD steps taught no method car (IoU 0.0 for
 fine-tuning, MiB and ILT at learning rates 0.001 and 0.01, SGD or AdamW); the cpu benchmark's
-4-1 needs a 640-step step 0 on 12 scenes and 192 SGD steps for MiB to reach about 29 % car IoU
+4-1 needs a 640-step step 0 on 12 scenes and 192 SGD steps for MiB to reach about 24 % car IoU
 (docs/benchmarks.md), several times the demo's budget. A tree-only step shows forgetting and
 its remedy in seconds.
 """

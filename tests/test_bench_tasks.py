@@ -75,7 +75,8 @@ def test_the_printed_command_names_the_tasks_that_have_finished_runs(monkeypatch
     monkeypatch.setattr(bm, "collect", lambda *a: rows)
     args = argparse.Namespace(preset="cpu", out="nowhere", measure_cost=False)
     text = bm.report(args, ["mib"], list(IDEC_TASKS), [0, 1])
-    assert "--tasks 4-1 --seeds 0,1 --report-only" in text
+    assert "--tasks 4-1 --seeds 0,1 --jobs 3` (trains what is missing" in text
+    assert "this text: the same with `--report-only`)" in text
     assert text.startswith("## Methods on the sample scenes (cpu preset: 4-1)")
     monkeypatch.setattr(bm, "collect", lambda *a: [])
     assert "--tasks 4-1,2-3,2-2-1,2-1-1-1 " in bm.report(args, ["mib"], list(IDEC_TASKS), [0])
