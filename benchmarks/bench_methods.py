@@ -25,6 +25,7 @@ from benchmarks._report import update_section
 from geociss.bench import (
     DEFAULT_TASKS,
     IDEC_TASKS,
+    PRESETS,
     collect,
     describe,
     relative,
@@ -151,9 +152,11 @@ def report(args: argparse.Namespace, methods: list[str], tasks: list[str],
     else:
         costs, reused = load_costs(saved, args.preset)
         how = " `--report-only`" + reused
+    side_by_side = PRESETS[args.preset]["train"].get("accelerator") == "cpu"
     command = (
-        f"`{run} --jobs 3` (trains what is missing, one process per seed, then writes this "
-        f"section; this text: the same with{how})"
+        f"`{run}{' --jobs 3' if side_by_side else ''}` (trains what is missing"
+        f"{', one process per seed' if side_by_side else ''}, then writes this section; "
+        f"this text: the same with{how})"
     )
     if costs:
         for r in rows:

@@ -80,6 +80,9 @@ def test_the_printed_command_names_the_tasks_that_have_finished_runs(monkeypatch
     assert text.startswith("## Methods on the sample scenes (cpu preset: 4-1)")
     monkeypatch.setattr(bm, "collect", lambda *a: [])
     assert "--tasks 4-1,2-3,2-2-1,2-1-1-1 " in bm.report(args, ["mib"], list(IDEC_TASKS), [0])
+    args.preset = "paper"  # a GPU preset: one process, no --jobs
+    text = bm.report(args, ["mib"], ["4-1"], [0])
+    assert "--seeds 0` (trains what is missing, then writes" in text and "--jobs" not in text
 
 
 def test_bench_methods_rejects_bad_tasks_with_one_line(tmp_path) -> None:

@@ -51,7 +51,8 @@ IDEC_TASKS: tuple[str, ...] = ("4-1", "2-3", "2-2-1", "2-1-1-1")
 
 DEFAULT_TASKS = "4-1"
 """The tasks a bench runs unless told: with the cpu preset, every method, the IDEC ablation and
-3 seeds take about 90 minutes on 2 cores on 4-1, and 5-7 hours on all four IDEC tasks."""
+3 seeds take about 90 minutes on 2 cores with ``--jobs 3`` on 4-1, and 5-7 hours on all four
+IDEC tasks."""
 
 
 def task_list(spec: str) -> list[str]:
