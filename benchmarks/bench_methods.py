@@ -16,7 +16,6 @@ each leave a whole table when they end rather than overwriting it with their own
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,8 @@ from geociss.bench import (
     sample_scenes,
     task_list,
 )
-from geociss.bench.cost import interleaved_costs
+from geociss.bench.cost import COSTS_FILE, interleaved_costs, save_costs
+from geociss.bench.cost import load_costs as load_saved_costs
 from geociss.bench.jobs import label_of, run_jobs, seed_groups, thread_env
 from geociss.bench.report import (
     ablation_comparisons,
@@ -104,30 +104,19 @@ def _tracking(rows) -> str:
     )
 
 
-COSTS = "step-costs.json"
+COSTS = COSTS_FILE
 """Step costs measured by --measure-cost, kept in the output folder for later reports."""
-
-
-def save_costs(path: Path, costs: dict, preset: str, rounds: int) -> None:
-    """Keep measured step costs (seconds, peak MiB per method) for later --report-only runs."""
-    record = {"preset": preset, "rounds": rounds, "measured": time.strftime("%Y-%m-%d"),
-              "costs": {m: list(v) for m, v in costs.items()}}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-    tmp.replace(path)
 
 
 def load_costs(path: Path, preset: str) -> tuple[dict[str, tuple[float, float]], str]:
     """Step costs an earlier --measure-cost saved for ``preset`` and how they were measured
     (for the command line printed above the table); empty when none were saved."""
-    if not path.is_file():
-        return {}, ""
-    record = json.loads(path.read_text(encoding="utf-8"))
-    if record.get("preset") != preset:
+    costs, record = load_saved_costs(path, preset)
+    if record is None:
         return {}, ""
     how = (f", step costs reused from `--measure-cost --cost-rounds {record['rounds']}` of "
            f"{record['measured']}")
-    return {m: (v[0], v[1]) for m, v in record["costs"].items()}, how
+    return costs, how
 
 
 def report(args: argparse.Namespace, methods: list[str], tasks: list[str],

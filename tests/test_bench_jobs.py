@@ -297,3 +297,27 @@ def test_report_only_tabulates_the_finished_cells_and_trains_nothing(tmp_path, m
     assert "3 of 6 cells finished, 1 started and not finished" in out.output
     assert "mib" in out.output and "incomplete" not in out.output
     assert asked == [(["mib"], ["4-1"], "cpu", tmp_path, [0, 1])]
+    assert "s/step: the runs' own wall time per step" in out.output
+
+
+def test_report_only_takes_the_saved_step_costs_over_in_run_wall_time(tmp_path, monkeypatch):
+    import geociss.bench as bench
+    from geociss.bench import BenchRow
+    from geociss.bench.cost import COSTS_FILE, save_costs
+
+    rows = [  # in-run wall time: fine-tuning's inflated by other load
+        BenchRow("4-1", "finetune", 0.1, 0.3, 0.1, step_seconds=2.0),
+        BenchRow("4-1", "mib", 0.7, 0.2, 0.6, step_seconds=0.6),
+        BenchRow("4-1", "joint", 0.8, 0.5, 0.7),
+    ]
+    monkeypatch.setattr(bench, "collect", lambda *a: rows)
+    (tmp_path / "runs").mkdir()
+    save_costs(tmp_path / COSTS_FILE, {"finetune": (0.4, 410.0), "mib": (0.5, 452.0)}, "cpu", 5)
+    args = ["bench", "--methods", "mib", "--tasks", "4-1", "--seeds", "0", "--out", str(tmp_path)]
+    out = CliRunner().invoke(cli, [*args, "--report-only"], env={"COLUMNS": "250"})
+    assert out.exit_code == 0, out.output
+    assert "(5 interleaved rounds" in out.output
+    assert rows[1].step_seconds == 0.5 and rows[1].peak_mib == 452.0
+    assert rows[1].step_vs_finetune == pytest.approx(1.25)  # not 0.3 from the wall times
+    out = CliRunner().invoke(cli, [*args, "--preset", "small", "--report-only"])
+    assert "s/step: the runs' own wall time" in out.output  # costs of another preset: not used

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import statistics
 import time
 from collections.abc import Sequence
@@ -114,4 +115,31 @@ def _step_cost(spec: str, preset: str, repeats: int) -> tuple[float, float]:
     return float(sorted(times[1:])[len(times[1:]) // 2]), float(peak)
 
 
-__all__ = ["interleaved_costs", "step_cost"]
+COSTS_FILE = "step-costs.json"
+"""Step costs measured by ``bench_methods --measure-cost``, kept in the output folder."""
+
+
+def save_costs(path: Path, costs: dict, preset: str, rounds: int) -> None:
+    """Keep measured step costs (seconds, peak MiB per method) for later reports (atomic)."""
+    record = {"preset": preset, "rounds": rounds, "measured": time.strftime("%Y-%m-%d"),
+              "costs": {m: list(v) for m, v in costs.items()}}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    tmp.replace(path)
+
+
+def load_costs(path: Path, preset: str) -> tuple[dict[str, tuple[float, float]], dict | None]:
+    """Step costs saved for ``preset`` by :func:`save_costs`, and their record.
+
+    The record holds ``rounds`` and ``measured`` (the date); ``({}, None)`` when no costs were
+    saved for ``preset``.
+    """
+    if not path.is_file():
+        return {}, None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if record.get("preset") != preset:
+        return {}, None
+    return {m: (v[0], v[1]) for m, v in record["costs"].items()}, record
+
+
+__all__ = ["COSTS_FILE", "interleaved_costs", "load_costs", "save_costs", "step_cost"]

@@ -63,7 +63,8 @@ import click
     "--report-only",
     is_flag=True,
     help="Train nothing: print the tables of the cells already finished in --out (e.g. while "
-    "another bench runs there); s/step is then the runs' own wall time per step.",
+    "another bench runs there); s/step: the step costs saved in --out by bench_methods "
+    "--measure-cost, else the runs' own wall time per step.",
 )
 @click.option("--progress/--no-progress", default=False, help="Show training progress bars.")
 @click.option("--runs-only", is_flag=True, hidden=True, help="A job: run, no costs, no tables.")
@@ -148,8 +149,14 @@ def bench(
 def _report(
     methods: list[str], tasks: list[str], preset: str, out: Path, seeds: list[int], console: Any
 ) -> None:
-    """The tables of the finished cells of ``out`` (``--report-only``)."""
-    from geociss.bench import collect
+    """The tables of the finished cells of ``out`` (``--report-only``).
+
+    s/step and peak memory: the costs an earlier ``bench_methods --measure-cost`` saved in
+    ``out`` for this preset (measured apart, interleaved), else the runs' own wall time per
+    step, which other load on the machine inflates.
+    """
+    from geociss.bench import collect, relative
+    from geociss.bench.cost import COSTS_FILE, load_costs
     from geociss.errors import ConfigError
 
     if not (out / "runs").is_dir():
@@ -160,6 +167,16 @@ def _report(
     console.print(
         f"{len(done)} of {cells} cells finished, {len(rows) - len(done)} started and not finished"
     )
+    costs, record = load_costs(out / COSTS_FILE, preset)
+    if record is not None:
+        for r in done:
+            r.step_seconds, r.peak_mib = costs.get(r.method, (None, None))
+        relative(done)
+        console.print(f"s/step and peak MiB: the step costs measured on {record['measured']} "
+                      f"({record['rounds']} interleaved rounds, {out / COSTS_FILE})")
+    else:
+        console.print("s/step: the runs' own wall time per step (data loading and any other "
+                      "load on the machine included)")
     if done:
         _print_tables(done, console)
 
