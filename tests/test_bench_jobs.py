@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -64,6 +65,28 @@ def test_labelled_jobs_relay_whole_lines_each_with_its_jobs_label(capsys):
         ] + [f"[{label}] no newline at the end"]
     with pytest.raises(ValueError, match="2 labels for 1 commands"):
         run_jobs(cmds[:1], labels=["s0", "s1"])
+
+
+def test_a_closed_stdout_does_not_leave_labelled_jobs_blocked(monkeypatch):
+    class Gone:  # this process's stdout after `| head` has exited
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", Gone())
+    loud = "import sys\nfor k in range(20000): print('x' * 40, k)\n"  # ~1 MB, far over a pipe
+    done = []
+    worker = threading.Thread(
+        target=lambda: done.append(
+            run_jobs([[sys.executable, "-c", loud]] * 2, log=lambda m: None, labels=["s0", "s1"])
+        ),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(timeout=120)
+    assert done == [0], "a job blocked on its full output pipe"
 
 
 CHILD = """

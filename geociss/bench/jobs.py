@@ -110,12 +110,22 @@ def label_of(seeds: Sequence[int]) -> str:
 
 
 def _relay(stream: IO[bytes], prefix: str) -> None:
-    """Copy ``stream`` to this process's stdout, one whole line at a time, ``prefix`` first."""
+    """Copy ``stream`` to this process's stdout, one whole line at a time, ``prefix`` first.
+
+    When this process's stdout is gone (``geociss bench --jobs 3 | head``), the rest is read
+    and dropped: a child whose pipe filled up would otherwise wait forever to write.
+    """
+    writable = True
     for raw in iter(stream.readline, b""):
+        if not writable:
+            continue
         line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        with _WRITE:
-            sys.stdout.write(prefix + line + "\n")
-            sys.stdout.flush()
+        try:
+            with _WRITE:
+                sys.stdout.write(prefix + line + "\n")
+                sys.stdout.flush()
+        except (OSError, ValueError):  # a closed pipe or file
+            writable = False
     stream.close()
 
 
