@@ -17,7 +17,7 @@ import numpy as np
 
 from geociss.bench import experiment, sample_scenes
 from geociss.data.samplers import region_weights
-from geociss.engine.data import step_class_weights
+from geociss.engine.data import step_weights
 from geociss.engine.runner import ScenarioRunner
 
 
@@ -48,7 +48,7 @@ def main() -> None:
     print("| --- | ---: | --- | --- | --- |")
     for step in range(scenario.num_steps):
         regions = data.step_regions(scenario, step)
-        now = step_class_weights(cfg.data.class_weights, schema, scenario.labelled_classes(step))
+        now = step_weights(scenario, step, False, cfg.data.class_weights)  # as finetune draws
         cells = [
             shares(regions, w and {schema.class_id(k): v for k, v in w.items()}, car)
             for w in (None, cfg.data.class_weights, now)

@@ -264,10 +264,10 @@ def step_class_weights(
 
 def step_weights(
     scenario: Scenario, step: int, keep_old: bool, weights: Mapping[str, float] | None
-) -> tuple[frozenset[int], dict[str, float] | None]:
-    """The class ids ``step``'s labels show, and the sampling weights that apply to them."""
+) -> dict[str, float] | None:
+    """The sampling weights that apply at ``step``: those of the classes its labels show."""
     labelled = frozenset(scenario.labelled_classes(step, keep_old=keep_old))
-    return labelled, step_class_weights(weights, scenario.schema, labelled)
+    return step_class_weights(weights, scenario.schema, labelled)
 
 
 def step_sampling(
@@ -278,7 +278,7 @@ def step_sampling(
     The settings are ``cfg`` with only the class weights that apply at the step
     (:func:`step_weights`); a :class:`StepDataModule` given them draws its windows with them.
     """
-    applied = step_weights(scenario, step, keep_old, cfg.class_weights)[1]
+    applied = step_weights(scenario, step, keep_old, cfg.class_weights)
     dropped = sorted(set(cfg.class_weights or {}) - set(applied or {}))
     return cfg.model_copy(update={"class_weights": applied}), dropped
 

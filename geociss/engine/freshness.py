@@ -82,7 +82,7 @@ def step_hash(
     if weights := payload["data"].get("class_weights"):  # those that apply (joint: all)
         payload["data"]["class_weights"] = step_weights(
             scenario, step, method.keep_old_labels, weights
-        )[1]
+        )
     return config_hash({"config": payload, "step": step, "previous": previous})
 
 
