@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from geociss.bench import BenchRow, collect, task_list
+from geociss.bench import DEFAULT_METHODS, BenchRow, collect, task_list
 from geociss.bench.stats import paired_difference
-
-METHODS = "ilt,mib,plop,ucd,dkd,idec,idec-no-dada,idec-no-arcl,idec-no-pseudo"
 
 
 def compare(new: list[BenchRow], old: list[BenchRow], cls: str) -> str:
@@ -66,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("new", type=Path, help="benchmark folder after the change")
     ap.add_argument("old", type=Path, help="benchmark folder before the change")
     ap.add_argument("--preset", default="cpu")
-    ap.add_argument("--methods", default=METHODS)
+    ap.add_argument("--methods", default=DEFAULT_METHODS)
     ap.add_argument("--tasks", default="all", help="comma-separated tasks, or all")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--class", dest="cls", default="car", help="the class whose IoU to compare")

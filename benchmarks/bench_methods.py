@@ -22,15 +22,16 @@ from pathlib import Path
 
 from benchmarks._report import update_section
 from geociss.bench import (
+    DEFAULT_METHODS,
     DEFAULT_TASKS,
     IDEC_TASKS,
     PRESETS,
     collect,
     describe,
-    relative,
     run_bench,
     sample_scenes,
     task_list,
+    with_costs,
 )
 from geociss.bench.cost import COSTS_FILE, interleaved_costs, save_costs
 from geociss.bench.cost import load_costs as load_saved_costs
@@ -43,7 +44,7 @@ from geociss.bench.report import (
     summary_table,
 )
 
-METHODS = "ilt,mib,plop,ucd,dkd,idec,idec-no-dada,idec-no-arcl,idec-no-pseudo"
+METHODS = DEFAULT_METHODS
 TASKS = ",".join(IDEC_TASKS)
 """The tasks whose finished runs the table after a run shows (any other --tasks given are added)."""
 SEEDS = "0,1,2"
@@ -148,9 +149,7 @@ def report(args: argparse.Namespace, methods: list[str], tasks: list[str],
         f"this text: the same with{how})"
     )
     if costs:
-        for r in rows:
-            r.step_seconds, r.peak_mib = costs.get(r.method, (None, None))
-        relative(rows)
+        with_costs(rows, costs)
     return tables(rows, args.preset, command)
 
 

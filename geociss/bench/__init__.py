@@ -27,6 +27,7 @@ from geociss.bench.cost import step_cost
 from geociss.bench.presets import PRESETS, VAL_DIR, describe, sample_scenes
 
 __all__ = [
+    "DEFAULT_METHODS",
     "DEFAULT_TASKS",
     "IDEC_TASKS",
     "PRESETS",
@@ -44,7 +45,12 @@ __all__ = [
     "sample_scenes",
     "step_cost",
     "task_list",
+    "with_costs",
 ]
+
+DEFAULT_METHODS = "ilt,mib,plop,ucd,dkd,idec,idec-no-dada,idec-no-arcl,idec-no-pseudo"
+"""The methods a bench compares unless told: the six methods and the three IDEC ablations
+(fine-tuning and joint training are always added)."""
 
 IDEC_TASKS: tuple[str, ...] = ("4-1", "2-3", "2-2-1", "2-1-1-1")
 """The four ISPRS tasks of the IDEC paper (``--tasks all``)."""
@@ -328,6 +334,13 @@ def _row_from_bundle(
         per_class=per_class_iou(metrics),
         retention=retention_pairs(bundle),
     )
+
+
+def with_costs(rows: list[BenchRow], costs: dict[str, tuple[float, float]]) -> None:
+    """Set each row's step seconds and peak MiB from ``costs`` (by method), then the ratios."""
+    for r in rows:
+        r.step_seconds, r.peak_mib = costs.get(r.method, (None, None))
+    relative(rows)
 
 
 def relative(rows: list[BenchRow]) -> None:

@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from geociss.bench import DEFAULT_METHODS
+
 
 @click.command("bench")
 @click.option(
@@ -20,7 +22,7 @@ import click
 )
 @click.option(
     "--methods",
-    default="ilt,mib,plop,ucd,dkd,idec,idec-no-dada,idec-no-arcl,idec-no-pseudo",
+    default=DEFAULT_METHODS,
     show_default=True,
     help="Comma-separated method names or configs/methods fragment names.",
 )
@@ -155,7 +157,7 @@ def _report(
     ``out`` for this preset (measured apart, interleaved), else the runs' own wall time per
     step, which other load on the machine inflates.
     """
-    from geociss.bench import collect, relative
+    from geociss.bench import collect, with_costs
     from geociss.bench.cost import COSTS_FILE, load_costs
     from geociss.errors import ConfigError
 
@@ -169,9 +171,7 @@ def _report(
     )
     costs, record = load_costs(out / COSTS_FILE, preset)
     if record is not None:
-        for r in done:
-            r.step_seconds, r.peak_mib = costs.get(r.method, (None, None))
-        relative(done)
+        with_costs(done, costs)
         console.print(f"s/step and peak MiB: the step costs measured on {record['measured']} "
                       f"({record['rounds']} interleaved rounds, {out / COSTS_FILE})")
     else:
