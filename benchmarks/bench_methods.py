@@ -40,6 +40,7 @@ from geociss.bench.report import (
     ablation_comparisons,
     comparisons,
     per_class_table,
+    retention_misses,
     retention_tracking,
     summary_table,
 )
@@ -102,6 +103,7 @@ def _tracking(rows) -> str:
         "that the new model still gives it (validation scenes, new-class pixels left out), "
         "against IoU after / IoU before the step (with the labels the benchmark has).\n\n"
         + table
+        + (f"\n\n{missed}" if (missed := retention_misses(rows)) else "")
     )
 
 

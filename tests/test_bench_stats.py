@@ -155,3 +155,25 @@ def test_retention_tracking_counts_warnings_against_real_losses():
     # warned: 0.3 (lost: 0.25) and 0.2 (kept its IoU) -> 1 / 2; lost: 0.3 and 0.6 -> 1 / 2
     assert "| 1 / 2 | 1 / 2 |" in last
     assert retention_tracking([BenchRow("4-1", "mib", 0.5, 0.1, 0.4)]) == ""
+
+
+def test_retention_misses_name_the_losses_the_warning_let_through():
+    from geociss.bench import BenchRow
+    from geociss.bench.report import retention_misses
+
+    def pair(cls, kept, before, after):
+        return {"kept": kept, "iou_before": before, "iou_after": after, "step": 1, "class": cls}
+
+    rows = [
+        BenchRow("4-1", "finetune", 0.1, 0.3, 0.1, seed=s, retention=[
+            pair("impervious surfaces", 0.99, 0.8, 0.3 - s / 10),  # kept, yet IoU fell: a miss
+            pair("building", 0.0, 0.7, 0.0),  # warned and lost: not a miss
+            pair("tree", 0.9, 0.8, 0.7),  # kept and kept its IoU
+        ]) for s in (0, 1)
+    ]
+    assert retention_misses(rows) == (
+        "Losses it did not warn about: 4-1 finetune impervious surfaces (2×: kept 0.99, IoU "
+        "after / before 0.31)."
+    )
+    assert retention_misses(rows, threshold=0.995) == ""  # warned at that threshold: no miss
+    assert retention_misses([BenchRow("4-1", "mib", 0.5, 0.1, 0.4)]) == ""

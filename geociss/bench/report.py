@@ -186,10 +186,34 @@ def retention_tracking(rows: Sequence[Any], threshold: float = 0.5) -> str:
     )
 
 
+def retention_misses(rows: Sequence[Any], threshold: float = 0.5) -> str:
+    """The real losses the retention warning missed, in one sentence (empty when none).
+
+    A miss: an old class whose IoU fell below half of what it was before the step while
+    ``kept`` stayed at ``threshold`` or above (the new model kept the class's old pixels but
+    gave it many others too). Grouped by task, method and class, with the mean kept and ratio.
+    """
+    groups: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    for r in rows:
+        for p in getattr(r, "retention", []):
+            if p.get("kept") is None or not p.get("iou_before") or p.get("iou_after") is None:
+                continue
+            ratio = p["iou_after"] / p["iou_before"]
+            if ratio < 0.5 and p["kept"] >= threshold:
+                groups.setdefault((r.task, r.method, p["class"]), []).append((p["kept"], ratio))
+    parts = [
+        f"{task} {method} {cls} ({len(v)}×: kept {sum(k for k, _ in v) / len(v):.2f}, IoU "
+        f"after / before {sum(q for _, q in v) / len(v):.2f})"
+        for (task, method, cls), v in groups.items()
+    ]
+    return ("Losses it did not warn about: " + "; ".join(parts) + ".") if parts else ""
+
+
 __all__ = [
     "PUBLISHED_POTSDAM",
     "comparisons",
     "per_class_table",
+    "retention_misses",
     "retention_tracking",
     "summary_table",
 ]
