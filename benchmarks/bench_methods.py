@@ -13,6 +13,12 @@ Run: python -m benchmarks.bench_methods                 (cpu preset: every metho
 A run with --tasks/--methods/--seeds runs those cells and then writes the table of EVERY finished
 run of the output folder (as --report-only does), so that several processes, one per seed say,
 each leave a whole table when they end rather than overwriting it with their own part.
+
+Every finished cell is also recorded in benchmarks/results/<preset>/ (a few KB of JSON per cell,
+meant to be committed; geociss.bench.records): a later run, on another machine or after the run
+folders are gone, takes the recorded cells instead of training them again, and the table is
+written from the records and the run folders. --no-records runs without them; the step costs of
+--measure-cost are kept there too.
 """
 
 import argparse
@@ -26,6 +32,7 @@ from geociss.bench import (
     DEFAULT_TASKS,
     IDEC_TASKS,
     PRESETS,
+    ResultStore,
     collect,
     describe,
     run_bench,
@@ -57,7 +64,10 @@ def tables(rows, preset: str, command: str) -> str:
     tasks = ", ".join(dict.fromkeys(r.task for r in rows)) or "no task finished"
     return (
         f"## Methods on the sample scenes ({preset} preset: {tasks})\n\n"
-        f"Command: {command}. " + describe(preset) + " "
+        f"Command: {command}. Each finished cell is recorded in `benchmarks/results/{preset}/` "
+        "(committed; a rerun takes a recorded cell whose configuration and data match instead "
+        "of training it, so the table can be built over several sessions). "
+        + describe(preset) + " "
         "mIoU in % on the held-out scenes after the last step, mean ± sample standard deviation "
         "over the seeds (old = step-0 classes incl. impervious surfaces, new = classes added "
         "later); all / joint = all-mIoU as a fraction of joint training with the same seed; "
@@ -111,6 +121,24 @@ COSTS = COSTS_FILE
 """Step costs measured by --measure-cost, kept in the output folder for later reports."""
 
 
+RECORDS = Path(__file__).resolve().parent / "results"
+"""Where the records of each preset's finished cells are kept (``<RECORDS>/<preset>/``)."""
+
+
+def records(args: argparse.Namespace) -> ResultStore | None:
+    """The result store of the run (None with --no-records)."""
+    if args.no_records:
+        return None
+    return ResultStore(Path(args.records) if args.records else RECORDS / args.preset,
+                       log=lambda m: print(m, flush=True))
+
+
+def costs_file(args: argparse.Namespace) -> Path:
+    """Where --measure-cost keeps the step costs: the result store, else the output folder."""
+    store = records(args)
+    return (store.folder if store is not None else Path(args.out)) / COSTS
+
+
 def load_costs(path: Path, preset: str) -> tuple[dict[str, tuple[float, float]], str]:
     """Step costs an earlier --measure-cost saved for ``preset`` and how they were measured
     (for the command line printed above the table); empty when none were saved."""
@@ -129,16 +157,17 @@ def report(args: argparse.Namespace, methods: list[str], tasks: list[str],
     The command printed above the table names the tasks that have finished runs (all the given
     ones when none has).
     """
-    rows = collect(methods, tasks, args.preset, Path(args.out), seeds)
+    rows = collect(methods, tasks, args.preset, Path(args.out), seeds, store=records(args))
     shown = [t for t in tasks if any(r.task == t for r in rows)] or tasks
     run = (
         f"python -m benchmarks.bench_methods --preset {args.preset} --methods "
         f"{','.join(methods)} --tasks {','.join(shown)} --seeds {','.join(map(str, seeds))}"
     )
-    saved = Path(args.out) / COSTS
+    saved = costs_file(args)
     if args.measure_cost:
         specs = [m for m in dict.fromkeys(r.method for r in rows) if m != "joint"]
         costs = interleaved_costs(specs, args.preset, rounds=args.cost_rounds)
+        saved.parent.mkdir(parents=True, exist_ok=True)
         save_costs(saved, costs, args.preset, args.cost_rounds)
         how = f" `--report-only --measure-cost --cost-rounds {args.cost_rounds}`"
     else:
@@ -247,6 +276,11 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1,
                     help="processes side by side, the seeds shared among them (each with "
                     "cores/jobs torch threads, at least one)")
+    ap.add_argument("--records", default=None,
+                    help="folder of the finished cells' records (default: "
+                    "benchmarks/results/<preset>)")
+    ap.add_argument("--no-records", action="store_true",
+                    help="neither take recorded cells nor record finished ones")
     ap.add_argument("--no-report", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     methods, tasks = args.methods.split(","), task_list(args.tasks)
@@ -265,6 +299,7 @@ def main() -> None:
             run_bench(
                 methods, tasks, args.preset, Path(args.out),
                 log=lambda m: print(m, flush=True), seeds=seeds, measure_costs=False,
+                store=records(args),
             )
         print(f"bench: ran in {(time.time() - start) / 60:.0f} min", flush=True)
         if args.no_report:

@@ -38,7 +38,7 @@ def test_a_one_seed_run_writes_the_table_of_every_finished_run(
         lambda m, t, p, o, **kw: ran.append((m, t, kw["seeds"], kw["measure_costs"])),
     )
     monkeypatch.setattr(
-        bm, "collect", lambda m, t, p, o, s: asked.append((list(m), list(t), list(s))) or []
+        bm, "collect", lambda m, t, p, o, s, **kw: asked.append((list(m), list(t), list(s))) or []
     )
     monkeypatch.setattr(bm, "update_section", lambda name, text: written.append(text))
     monkeypatch.setattr(
@@ -79,7 +79,7 @@ def test_the_parent_of_jobs_writes_the_table_and_its_children_do_not(tmp_path, m
     written: list[str] = []
     jobs: list[tuple] = []
     monkeypatch.setattr(bm, "update_section", lambda name, text: written.append(text))
-    monkeypatch.setattr(bm, "collect", lambda *a: [])
+    monkeypatch.setattr(bm, "collect", lambda *a, **kw: [])
     monkeypatch.setattr(bm, "run_bench", lambda *a, **kw: None)
     monkeypatch.setattr(bm, "sample_scenes", lambda preset, folder: jobs.append(folder))
     monkeypatch.setattr(bm, "_run_jobs", lambda argv, seeds, n: jobs.append((seeds, n)) or 0)

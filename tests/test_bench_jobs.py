@@ -309,7 +309,7 @@ def test_report_only_tabulates_the_finished_cells_and_trains_nothing(tmp_path, m
         row("mib", 1, None, note="incomplete"),
     ]
     asked = []
-    monkeypatch.setattr(bench, "collect", lambda *a: asked.append(a) or rows)
+    monkeypatch.setattr(bench, "collect", lambda *a, **kw: asked.append(a) or rows)
     monkeypatch.setattr(bench, "run_bench", lambda *a, **kw: pytest.fail("trained"))
     args = ["bench", "--methods", "mib", "--tasks", "4-1", "--seeds", "0,1", "--out", str(tmp_path)]
     out = CliRunner().invoke(cli, [*args, "--report-only"])
@@ -333,7 +333,7 @@ def test_report_only_takes_the_saved_step_costs_over_in_run_wall_time(tmp_path, 
         BenchRow("4-1", "mib", 0.7, 0.2, 0.6, step_seconds=0.6),
         BenchRow("4-1", "joint", 0.8, 0.5, 0.7),
     ]
-    monkeypatch.setattr(bench, "collect", lambda *a: rows)
+    monkeypatch.setattr(bench, "collect", lambda *a, **kw: rows)
     (tmp_path / "runs").mkdir()
     save_costs(tmp_path / COSTS_FILE, {"finetune": (0.4, 410.0), "mib": (0.5, 452.0)}, "cpu", 5)
     args = ["bench", "--methods", "mib", "--tasks", "4-1", "--seeds", "0", "--out", str(tmp_path)]

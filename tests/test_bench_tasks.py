@@ -54,7 +54,7 @@ def test_bench_methods_runs_4_1_unless_told_and_tabulates_every_task(monkeypatch
     ran: list = []
     asked: list = []
     monkeypatch.setattr(bm, "run_bench", lambda m, t, p, o, **kw: ran.append(list(t)))
-    monkeypatch.setattr(bm, "collect", lambda m, t, p, o, s: asked.append(list(t)) or [])
+    monkeypatch.setattr(bm, "collect", lambda m, t, p, o, s, **kw: asked.append(list(t)) or [])
     monkeypatch.setattr(bm, "update_section", lambda name, text: None)
     for argv, runs in (([], ["4-1"]), (["--tasks", "all"], list(IDEC_TASKS))):
         ran.clear()
@@ -72,13 +72,14 @@ def test_the_printed_command_names_the_tasks_that_have_finished_runs(monkeypatch
 
     rows = [BenchRow("4-1", m, 70.0, 30.0, 60.0, seed=s) for m in ("finetune", "mib", "joint")
             for s in (0, 1)]
-    monkeypatch.setattr(bm, "collect", lambda *a: rows)
-    args = argparse.Namespace(preset="cpu", out="nowhere", measure_cost=False)
+    monkeypatch.setattr(bm, "collect", lambda *a, **kw: rows)
+    args = argparse.Namespace(preset="cpu", out="nowhere", measure_cost=False, records=None,
+                              no_records=True)
     text = bm.report(args, ["mib"], list(IDEC_TASKS), [0, 1])
     assert "--tasks 4-1 --seeds 0,1 --jobs 3` (trains what is missing" in text
     assert "this text: the same with `--report-only`)" in text
     assert text.startswith("## Methods on the sample scenes (cpu preset: 4-1)")
-    monkeypatch.setattr(bm, "collect", lambda *a: [])
+    monkeypatch.setattr(bm, "collect", lambda *a, **kw: [])
     assert "--tasks 4-1,2-3,2-2-1,2-1-1-1 " in bm.report(args, ["mib"], list(IDEC_TASKS), [0])
     args.preset = "paper"  # a GPU preset: one process, no --jobs
     text = bm.report(args, ["mib"], ["4-1"], [0])

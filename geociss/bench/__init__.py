@@ -25,6 +25,7 @@ from typing import Any
 
 from geociss.bench.cost import step_cost
 from geociss.bench.presets import PRESETS, VAL_DIR, describe, sample_scenes
+from geociss.bench.records import ResultStore, cell_fingerprint, data_digest
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -32,6 +33,7 @@ __all__ = [
     "IDEC_TASKS",
     "PRESETS",
     "BenchRow",
+    "ResultStore",
     "collect",
     "describe",
     "experiment",
@@ -215,6 +217,7 @@ def run_bench(
     data_section: dict[str, Any] | None = None,
     seeds: Sequence[int] = (0,),
     measure_costs: bool = True,
+    store: ResultStore | None = None,
 ) -> list[BenchRow]:
     """Run every (task, seed, method) cell (resumable: finished steps are skipped).
 
@@ -223,7 +226,9 @@ def run_bench(
     Data: ``data_section`` (a config's ``data:`` mapping), else the folder ``data``, else
     sample scenes generated under ``out/sample`` with the preset's size. ``measure_costs``:
     measure each method's step cost first (:func:`step_cost`, a fresh process per method);
-    without it the rows carry no step cost.
+    without it the rows carry no step cost. ``store``: take the cells it has recorded for this
+    configuration and data instead of running them, and record every cell that finishes
+    (:mod:`geociss.bench.records`; needs a data folder, not a data section).
     """
     from geociss.engine.bundle import StepBundle
     from geociss.engine.runner import ScenarioRunner
@@ -232,6 +237,9 @@ def run_bench(
 
     if data is None and data_section is None:
         data = sample_scenes(preset, out / "sample")
+    if store is not None and data is None:
+        raise ValueError("a result store needs a data folder (its files are fingerprinted)")
+    digest = data_digest(data) if store is not None and data is not None else ""
     methods = list(dict.fromkeys(["finetune", *methods, "joint"]))
     rows: list[BenchRow] = []
     costs = {m: step_cost(m, preset) for m in methods if m != "joint"} if measure_costs else {}
@@ -241,16 +249,20 @@ def run_bench(
             for spec in methods:
                 log(f"bench: {spec} on {task}, seed {seed} (cell {len(rows) + 1} of {cells}, "
                     f"{(time.monotonic() - started) / 60:.0f} min so far)")
-                runner = ScenarioRunner(
-                    experiment(preset, task, spec, data, out / "runs", data_section, seed),
-                    log=log,
-                    progress=progress,
-                )
+                config = experiment(preset, task, spec, data, out / "runs", data_section, seed)
+                mark = cell_fingerprint(config, digest) if store is not None else ""
+                if store is not None and (kept := store.get(config.name, mark)) is not None:
+                    log(f"bench: recorded in {store.path(config.name)}; not run again")
+                    rows.append(kept)
+                    continue
+                runner = ScenarioRunner(config, log=log, progress=progress)
                 try:
                     last = runner.run().last
                 except GeocissError as err:  # a diverging method is a result, not a crash
                     log(f"bench: {spec} on {task} (seed {seed}) failed: {err}")
                     rows.append(BenchRow(task, spec, None, None, None, note="diverged", seed=seed))
+                    if store is not None:
+                        store.put(config.name, mark, rows[-1])
                     continue
                 scores = last.scores
                 final = runner.step_dir(runner.train_scenario.num_steps - 1) / "bundle.safetensors"
@@ -268,6 +280,8 @@ def run_bench(
                         retention=retention_pairs(StepBundle.load(final)),
                     )
                 )
+                if store is not None:
+                    store.put(config.name, mark, rows[-1])
                 relative(rows)
                 # whole or not at all: jobs of ``geociss bench --jobs`` write it side by side
                 atomic_write_text(
@@ -282,20 +296,31 @@ def collect(
     preset: str,
     out: Path,
     seeds: Sequence[int] = (0,),
+    store: ResultStore | None = None,
 ) -> list[BenchRow]:
-    """Rows of the cells whose run folders are complete, read back from their last bundles.
+    """Rows of the finished cells, from records or from complete run folders.
 
+    A cell recorded in ``store`` (when given) for this configuration and the data ``out/sample``
+    comes from its record; any other from the last bundle of its complete run folder.
     Serves a partial or interrupted benchmark: ``s/step`` is then the in-run wall time per
     training step of the incremental steps (data loading included), not the micro-benchmark.
     A started cell without a final bundle is reported as ``incomplete``.
     """
     from geociss.engine.bundle import StepBundle
 
+    data = sample_scenes(preset, out / "sample") if store is not None else None
+    digest = data_digest(data) if data is not None else ""
     rows: list[BenchRow] = []
     for task in tasks:
         for seed in seeds:
             for spec in list(dict.fromkeys(["finetune", *methods, "joint"])):
-                run = out / "runs" / run_name(spec, preset, task, seed)
+                name = run_name(spec, preset, task, seed)
+                if data is not None and store is not None:
+                    config = experiment(preset, task, spec, data, out / "runs", seed=seed)
+                    if (kept := store.get(name, cell_fingerprint(config, digest))) is not None:
+                        rows.append(kept)
+                        continue
+                run = out / "runs" / name
                 steps = 1 if spec == "joint" else len(task.split("-"))
                 last = run / f"step{steps - 1}" / "bundle.safetensors"
                 if not last.is_file():

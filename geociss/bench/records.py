@@ -1,0 +1,156 @@
+"""Finished benchmark cells kept as small JSON records, so that a table outlives its run folders.
+
+A bench's run folders hold the models (megabytes per step) and live on the machine that trained
+them; a table over the four IDEC tasks takes longer to train than one sitting on a 2-core
+machine lasts. A :class:`ResultStore` keeps, per finished cell (method × task × seed), what the
+tables need (the :class:`~geociss.bench.BenchRow`: old / new / all mIoU, per-class IoU of the
+final model, the retention pairs) in ``<store>/<run name>.json``, a few kilobytes that can be
+committed beside the docs. A later bench on another machine takes a recorded cell instead of
+training it again, and the table is written from the records.
+
+A record holds the cell's fingerprint (:func:`cell_fingerprint`): the hash of everything in the
+experiment configuration that decides the result (paths, run names and hardware left out) and
+of the CONTENT of the data files (:func:`data_digest`; the sample scenes are generated
+bit-identically, so a fresh checkout that generates them again matches). A record whose
+fingerprint differs from the cell's (another preset, other hyper-parameters, other data) is not
+used: the cell is trained again and its record replaced. What the fingerprint does not see is
+the code: after a change to geociss that changes results, delete the records (or the folder).
+Each record names the geociss version and git commit that wrote it.
+
+Records are written whole or not at all (a temporary name, then a rename), one file per cell,
+so several processes (``--jobs``) write side by side. An unreadable record is reported and the
+cell trained again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from geociss.bench import BenchRow
+    from geociss.config.experiment import ExperimentConfig
+
+RECORD_VERSION = 1
+"""Format of a record; records of another version are not used."""
+
+PATH_KEYS = ("images", "labels", "val_images", "val_labels", "root", "class_schema")
+"""``data`` keys naming files: the data digest stands for what they hold."""
+
+COST_FIELDS = ("of_joint", "step_seconds", "step_vs_finetune", "peak_mib")
+"""Row fields not recorded: step costs are measured apart and ratios recomputed."""
+
+
+def data_digest(folder: Path) -> str:
+    """Short hash of the names and contents of every file under ``folder``.
+
+    Unlike the run folders' fingerprints (sizes and modification times), it does not change
+    when the same files are written again.
+    """
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(f"{path.relative_to(folder).as_posix()}\n".encode())
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def cell_fingerprint(config: ExperimentConfig, digest: str) -> str:
+    """Hash of what decides a cell's result.
+
+    That is its configuration without paths, run name, hardware and run-only keys, and the
+    digest of its data (:func:`data_digest`).
+    """
+    from geociss.config.experiment import RUN_ONLY_TRAIN_KEYS
+    from geociss.engine.freshness import HARDWARE_KEYS, config_hash
+
+    payload = config.model_dump(mode="json", exclude={"name": True, "out": True})
+    for key in (*PATH_KEYS, "num_workers"):
+        payload["data"].pop(key, None)
+    for key in (*HARDWARE_KEYS, *RUN_ONLY_TRAIN_KEYS):
+        payload["train"].pop(key, None)
+    return config_hash({"config": payload, "data": digest, "record": RECORD_VERSION})
+
+
+def source_commit() -> str | None:
+    """The git commit of the geociss source tree, or None (not a checkout, or no git)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (done.stdout.strip() or None) if done.returncode == 0 else None
+
+
+class ResultStore:
+    """A folder of cell records (``<run name>.json``); see the module docstring."""
+
+    def __init__(self, folder: Path, log: Callable[[str], None] = print) -> None:
+        self.folder = Path(folder)
+        self.log = log
+        self._commit: str | None = None
+
+    def path(self, run: str) -> Path:
+        """The record file of the run named ``run``."""
+        return self.folder / f"{run}.json"
+
+    def get(self, run: str, fingerprint: str) -> BenchRow | None:
+        """The recorded row of ``run`` when its fingerprint is ``fingerprint``, else None.
+
+        A record that cannot be read, or was written for another configuration or data, is
+        reported in one line and not used.
+        """
+        from geociss.bench import BenchRow
+
+        path = self.path(run)
+        if not path.is_file():
+            return None
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            stored, row = record["fingerprint"], record["row"]
+            names = {f.name for f in fields(BenchRow)}
+            result = BenchRow(**{k: v for k, v in row.items() if k in names})
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            self.log(f"bench: ignoring the unreadable record {path} ({type(err).__name__}: {err})")
+            return None
+        if stored != fingerprint:
+            self.log(f"bench: the record {path} was written for another configuration or "
+                     "data; the cell runs again")
+            return None
+        return result
+
+    def put(self, run: str, fingerprint: str, row: BenchRow) -> Path:
+        """Record ``row`` as the result of ``run`` (atomic; replaces an older record)."""
+        from geociss import __version__
+        from geociss.io import atomic_write_text
+
+        if self._commit is None:
+            self._commit = source_commit() or ""
+        data = asdict(row)
+        for key in COST_FIELDS:
+            data.pop(key, None)
+        record = {
+            "record": RECORD_VERSION,
+            "fingerprint": fingerprint,
+            "geociss": __version__,
+            "commit": self._commit or None,
+            "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "row": data,
+        }
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.path(run)
+        atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+        return path
+
+
+__all__ = ["ResultStore", "cell_fingerprint", "data_digest", "source_commit"]

@@ -1,0 +1,201 @@
+"""Records of finished bench cells: fingerprints, reuse, staleness, damage, and a kill mid-write."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from geociss import bench
+from geociss.bench import BenchRow, experiment
+from geociss.bench.records import ResultStore, cell_fingerprint, data_digest
+
+
+def _data(folder: Path, payload: bytes = b"pixels") -> Path:
+    """A data folder of the bench's layout with small files (the digest reads bytes only)."""
+    for sub in ("images", "labels", "val/images", "val/labels"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        (folder / sub / "scene_000.tif").write_bytes(payload + sub.encode())
+    (folder / "classes.yaml").write_text("classes: []\n")
+    return folder
+
+
+def _row(**kw) -> BenchRow:
+    base = dict(task="4-1", method="mib", old=0.7, new=0.3, all=0.62, seed=1,
+                per_class={"car": 0.3, "tree": None},
+                retention=[{"step": 1, "class": "tree", "kept": 0.9, "teacher_pixels": 10,
+                            "iou_before": 0.6, "iou_after": 0.5}])
+    return BenchRow(**{**base, **kw})
+
+
+def test_the_data_digest_follows_contents_not_file_times(tmp_path) -> None:
+    a, b = _data(tmp_path / "a"), _data(tmp_path / "b")
+    os.utime(b / "images" / "scene_000.tif", (1, 1))  # same bytes, other time
+    assert data_digest(a) == data_digest(b)
+    (b / "labels" / "scene_000.tif").write_bytes(b"pixelsLABELS")
+    assert data_digest(a) != data_digest(b)
+    c = _data(tmp_path / "c")
+    (c / "images" / "scene_000.tif").rename(c / "images" / "scene_001.tif")
+    assert data_digest(a) != data_digest(c)
+
+
+def test_the_fingerprint_ignores_paths_and_hardware_but_not_what_decides_the_result(
+    tmp_path,
+) -> None:
+    data = _data(tmp_path / "d")
+    digest = data_digest(data)
+    base = experiment("cpu", "4-1", "mib", data, tmp_path / "runs", seed=0)
+    moved = experiment("cpu", "4-1", "mib", _data(tmp_path / "elsewhere"), tmp_path / "x", seed=0)
+    assert cell_fingerprint(base, digest) == cell_fingerprint(moved, digest)
+    gpu = base.model_copy(update={"train": base.train.model_copy(update={"accelerator": "gpu"})})
+    assert cell_fingerprint(gpu, digest) == cell_fingerprint(base, digest)
+    others = [
+        experiment("cpu", "4-1", "mib", data, tmp_path / "runs", seed=1),
+        experiment("cpu", "2-3", "mib", data, tmp_path / "runs", seed=0),
+        experiment("cpu", "4-1", "idec-no-dada", data, tmp_path / "runs", seed=0),
+        base.model_copy(update={"train": base.train.model_copy(update={"lr": 0.002})}),
+    ]
+    marks = {cell_fingerprint(c, digest) for c in others}
+    assert len(marks) == 4 and cell_fingerprint(base, digest) not in marks
+    assert cell_fingerprint(base, "0" * 16) != cell_fingerprint(base, digest)
+
+
+def test_a_record_gives_back_its_row_without_costs_and_names_its_source(tmp_path) -> None:
+    store = ResultStore(tmp_path / "rec", log=lambda m: None)
+    row = _row(step_seconds=0.5, peak_mib=300.0, of_joint=0.9, step_vs_finetune=1.2)
+    path = store.put("mib_cpu_4-1_s1", "abc", row)
+    record = json.loads(path.read_text())
+    assert record["fingerprint"] == "abc" and record["geociss"] and "recorded" in record
+    assert "step_seconds" not in record["row"] and "of_joint" not in record["row"]
+    back = store.get("mib_cpu_4-1_s1", "abc")
+    assert back == _row()  # every result field, costs left to the report
+    assert store.get("mib_cpu_4-2_s1", "abc") is None
+
+
+def test_a_stale_or_damaged_record_is_reported_and_not_used(tmp_path) -> None:
+    logs: list[str] = []
+    store = ResultStore(tmp_path / "rec", log=logs.append)
+    path = store.put("mib_cpu_4-1_s1", "abc", _row())
+    assert store.get("mib_cpu_4-1_s1", "other") is None
+    assert logs[-1] == (f"bench: the record {path} was written for another configuration or "
+                        "data; the cell runs again")
+    path.write_text(path.read_text()[:40])  # cut short
+    assert store.get("mib_cpu_4-1_s1", "abc") is None
+    assert logs[-1].startswith(f"bench: ignoring the unreadable record {path} (JSONDecodeError")
+    assert len(logs) == 2
+
+
+class _Diverging:
+    """A runner whose every cell fails at once: a result row without training."""
+
+    made: ClassVar[list[str]] = []
+
+    def __init__(self, cfg, log, progress) -> None:
+        _Diverging.made.append(cfg.name)
+
+    def run(self):
+        from geociss.errors import GeocissError
+
+        raise GeocissError("loss is not finite")
+
+
+def test_run_bench_takes_recorded_cells_and_records_what_it_runs(monkeypatch, tmp_path) -> None:
+    import geociss.engine.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "ScenarioRunner", _Diverging)
+    data, store = _data(tmp_path / "data"), ResultStore(tmp_path / "rec", log=lambda m: None)
+    run = dict(data=data, seeds=[0, 1], measure_costs=False, store=store)
+    _Diverging.made = []
+    first = bench.run_bench(["mib"], ["4-1"], "cpu", tmp_path / "a", log=lambda m: None, **run)
+    assert len(_Diverging.made) == 6 and len(list(store.folder.glob("*.json"))) == 6
+    _Diverging.made, logs = [], []
+    again = bench.run_bench(["mib"], ["4-1"], "cpu", tmp_path / "b", log=logs.append, **run)
+    assert _Diverging.made == [] and [r.note for r in again] == [r.note for r in first]
+    assert f"bench: recorded in {store.path('mib_cpu_4-1_s1')}; not run again" in logs
+    # another hyper-parameter: every cell runs again and its record is replaced
+    preset = {**bench.PRESETS["cpu"], "train": {**bench.PRESETS["cpu"]["train"], "lr": 0.002}}
+    monkeypatch.setitem(bench.PRESETS, "cpu", preset)
+    bench.run_bench(["mib"], ["4-1"], "cpu", tmp_path / "c", log=lambda m: None, **run)
+    assert len(_Diverging.made) == 6
+    _Diverging.made = []
+    bench.run_bench(["mib"], ["4-1"], "cpu", tmp_path / "d", log=lambda m: None, **run)
+    assert _Diverging.made == []
+
+
+def test_collect_reads_recorded_cells_without_run_folders(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(bench, "sample_scenes", lambda preset, folder: _data(folder))
+    out, store = tmp_path / "bench", ResultStore(tmp_path / "rec", log=lambda m: None)
+    data = _data(out / "sample")
+    cfg = experiment("cpu", "4-1", "mib", data, out / "runs", seed=2)
+    store.put(cfg.name, cell_fingerprint(cfg, data_digest(data)), _row(seed=2))
+    store.put("joint_cpu_4-1_s2", "stale", _row(method="joint", seed=2, all=0.7))
+    rows = bench.collect(["mib"], ["4-1"], "cpu", out, [2], store=store)
+    assert [(r.method, r.all) for r in rows] == [("mib", 0.62)]
+    assert bench.collect(["mib"], ["4-1"], "cpu", out, [2]) == []  # without the store
+
+
+_WRITER = """
+import pathlib, sys, time
+from pathlib import Path
+from typing import ClassVar
+from geociss.bench import BenchRow
+from geociss.bench.records import ResultStore
+
+def slow_write(self, text, encoding=None, errors=None, newline=None):  # a slow disk
+    with open(self, "w", encoding=encoding) as f:
+        for i in range(0, len(text), 65536):
+            f.write(text[i:i + 65536])
+            f.flush()
+            time.sleep(0.01)
+    return len(text)
+
+pathlib.Path.write_text = slow_write
+
+store = ResultStore(Path(sys.argv[1]))
+pairs = [{"step": 1, "class": "c%d" % i, "kept": 0.5, "teacher_pixels": i,
+          "iou_before": 0.5, "iou_after": 0.4} for i in range(60000)]
+print("ready", flush=True)
+for n in range(10**6):
+    store.put("mib_cpu_4-1_s0", "fp%d" % n, BenchRow("4-1", "mib", 0.1, 0.2, 0.3,
+              retention=pairs))
+"""
+
+
+@pytest.mark.parametrize("delay", [0.1, 0.25, 0.4, 0.7])
+def test_a_writer_killed_mid_record_leaves_the_last_whole_record(tmp_path, delay) -> None:
+    folder = tmp_path / "rec"
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(folder)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    path = folder / "mib_cpu_4-1_s0.json"
+    deadline = time.monotonic() + 60
+    while not path.is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    record = json.loads(path.read_text())  # whole: it parses, and names the version it holds
+    stored = ResultStore(folder).get("mib_cpu_4-1_s0", record["fingerprint"])
+    assert stored is not None and len(stored.retention) == 60000
+    assert [p.name for p in folder.glob("*.json")] == ["mib_cpu_4-1_s0.json"]
+
+
+def test_bench_methods_records_in_the_repository_unless_told(monkeypatch, tmp_path) -> None:
+    import benchmarks.bench_methods as bm
+
+    stores: list = []
+    monkeypatch.setattr(bm, "run_bench", lambda *a, **kw: stores.append(kw["store"]))
+    for flags in ([], ["--records", str(tmp_path / "mine")], ["--no-records"]):
+        monkeypatch.setattr(sys, "argv", ["bench_methods", "--out", str(tmp_path), "--no-report",
+                                          *flags])
+        bm.main()
+    default, mine, none = stores
+    assert default.folder == Path(bm.__file__).parent / "results" / "cpu"
+    assert mine.folder == tmp_path / "mine" and none is None
