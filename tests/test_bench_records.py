@@ -199,3 +199,36 @@ def test_bench_methods_records_in_the_repository_unless_told(monkeypatch, tmp_pa
     default, mine, none = stores
     assert default.folder == Path(bm.__file__).parent / "results" / "cpu"
     assert mine.folder == tmp_path / "mine" and none is None
+
+
+_TINY = {
+    "sample": {"tiles": 3, "size": 128, "seed": 0},
+    "val_sample": {"tiles": 1, "seed": 1},
+    "data": {"patch_size": 64, "batch_size": 4, "samples_per_epoch": 8, "num_workers": 0,
+             "chip_size": 32, "class_weights": {"car": 10.0}, "eval_tile": 64,
+             "eval_overlap": 8, "val_fraction": 0.25},
+    "model": {"encoder": "tiny", "weights": "none", "aspp_channels": 16, "norm": "group",
+              "norm_groups": 4},
+    "train": {"epochs": 1, "epochs_incremental": 1, "lr": 0.01, "accelerator": "cpu"},
+}
+
+
+def test_real_cells_read_back_from_records_equal_what_the_runs_gave(monkeypatch, tmp_path) -> None:
+    """Trains three real cells, then builds the rows from the records alone (no run folders)."""
+    import shutil
+
+    monkeypatch.setitem(bench.PRESETS, "tiny-test", _TINY)
+    out, store = tmp_path / "bench", ResultStore(tmp_path / "rec", log=lambda m: None)
+    ran = bench.run_bench(["mib"], ["4-1"], "tiny-test", out, log=lambda m: None,
+                          measure_costs=False, store=store, seeds=[0])
+    assert [r.method for r in ran] == ["finetune", "mib", "joint"] and ran[1].retention
+    assert all(r.all is not None for r in ran)
+    shutil.rmtree(out / "runs")
+    back = bench.collect(["mib"], ["4-1"], "tiny-test", out, [0], store=store)
+    for a, b in zip(back, ran, strict=True):
+        assert (a.method, a.old, a.new, a.all, a.per_class, a.retention) == (
+            b.method, b.old, b.new, b.all, b.per_class, b.retention)
+    assert back[1].of_joint == pytest.approx(ran[1].all / ran[2].all)
+    # the sample scenes written again (new files, new times) still match the records
+    shutil.rmtree(out / "sample")
+    assert len(bench.collect(["mib"], ["4-1"], "tiny-test", out, [0], store=store)) == 3
