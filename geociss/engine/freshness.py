@@ -1,8 +1,11 @@
 """What identifies a finished step: the hash of its configuration and the fingerprints of its files.
 
-The step hash (:func:`step_hash`) covers the configuration, data
-paths included, but not what the files hold: replacing an image or a label under the same name
-leaves it unchanged. Every step bundle therefore also records
+The step hash (:func:`step_hash`) covers the configuration, but neither where the data lie nor
+what the files hold: the same data named by a relative or an absolute path, or moved with their
+modification times, give the same hash (a class schema given as a file enters by its content).
+Earlier geociss also hashed the data paths as written; a bundle, shared step-0 model or
+checkpoint stamped with such a hash (:func:`step_hash` with ``paths=True``) is still taken as
+it is, so an upgrade trains nothing again. Every step bundle also records
 
 * per step, the fingerprint of the data that step trained on
   (:meth:`~geociss.engine.data.ExperimentData.fingerprint`: each training tile's name, the size
@@ -39,6 +42,10 @@ VAL_KEY = "val_fingerprint"
 HARDWARE_KEYS = ("accelerator", "devices", "num_nodes")
 """Train keys that choose where a step runs, not what it learns (left out of the hash)."""
 
+DATA_PATH_KEYS = ("images", "labels", "val_images", "val_labels", "root")
+"""``data`` keys that say where the files lie (left out of the hash: the fingerprints say what
+they hold)."""
+
 
 def config_hash(payload: dict[str, Any]) -> str:
     """Stable short hash of a JSON-able mapping (the step hash of a configuration)."""
@@ -53,19 +60,26 @@ def step_hash(
     single_step: bool,
     step: int,
     previous: str | None,
+    paths: bool = False,
 ) -> str:
     """Hash of everything that determines the result of ``step`` of ``scenario``.
 
     ``method`` is the method at ``step``, ``previous`` the hash of step ``step - 1``. Left
-    out: the run's name and folder, hardware and run-only keys, loader workers. Step 0
-    depends on the classes it learns, not on the later split of the task nor (unless the
-    method trains step 0 its own way) on the incremental method, so tasks and methods share
-    it. Class weights enter as the step applies them (those of the classes it labels).
+    out: the run's name and folder, where the data lie, hardware and run-only keys, loader
+    workers; a class schema file enters by its content. Step 0 depends on the classes it
+    learns, not on the later split of the task nor (unless the method trains step 0 its own
+    way) on the incremental method, so tasks and methods share it. Class weights enter as the
+    step applies them (those of the classes it labels). ``paths=True``: the hash as versions
+    before this rule wrote it (data paths and schema path as given), to recognise their files.
     """
     payload = config.model_dump(mode="json", exclude={"name": True, "out": True})
     for key in (*HARDWARE_KEYS, *RUN_ONLY_TRAIN_KEYS):
         payload["train"].pop(key, None)
     payload["data"].pop("num_workers", None)
+    if not paths:
+        for key in DATA_PATH_KEYS:
+            payload["data"].pop(key, None)
+        payload["data"]["class_schema"] = _schema_key(payload["data"].get("class_schema"))
     if step == 0:
         for key in ("lr_incremental", "epochs_incremental", "freeze_norm_incremental"):
             payload["train"].pop(key, None)
@@ -84,6 +98,15 @@ def step_hash(
             scenario, step, method.keep_old_labels, weights
         )
     return config_hash({"config": payload, "step": step, "previous": previous})
+
+
+def _schema_key(schema: str | None) -> str | None:
+    """A class schema in a hash: a preset name as it is, a file by the hash of its content."""
+    from pathlib import Path
+
+    if schema is None or not Path(schema).is_file():
+        return schema
+    return "sha256:" + hashlib.sha256(Path(schema).read_bytes()).hexdigest()[:16]
 
 
 def step_fingerprints(data: ExperimentData, scenario: Scenario, last: int) -> list[str]:

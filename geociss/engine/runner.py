@@ -85,11 +85,14 @@ class ScenarioRunner:
 
     # ---------------------------------------------------------------- hashing
 
-    def step_hash(self, step: int, previous: str | None) -> str:
-        """Hash of everything that determines the result of ``step`` (freshness.step_hash)."""
+    def step_hash(self, step: int, previous: str | None, paths: bool = False) -> str:
+        """Hash of everything that determines the result of ``step`` (freshness.step_hash).
+
+        ``paths=True``: the hash as earlier versions wrote it, data paths included.
+        """
         return freshness.step_hash(
             self.config, self.train_scenario, self._method(step), self.method_cls.single_step,
-            step, previous,
+            step, previous, paths=paths,
         )
 
     def _method(self, step: int) -> IncrementalMethod:
@@ -116,10 +119,11 @@ class ScenarioRunner:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_config(self.run_dir, self.config.model_dump(mode="json"))
             history = StepHistory(method=self.config.method.name)
-            previous: str | None = None
+            previous = legacy = None
             for step in range(self.train_scenario.num_steps):
                 digest = self.step_hash(step, previous)
-                bundle = self.run_step(step, digest)
+                legacy = self.step_hash(step, legacy, paths=True)  # earlier versions' hash
+                bundle = self.run_step(step, digest, legacy)
                 history.add(self.scores_of(bundle, step), step=step)
                 previous = digest
             write_history(self.run_dir, history, self.config.name)
@@ -148,11 +152,16 @@ class ScenarioRunner:
         """Folder of a step's outputs."""
         return self.run_dir / f"step{step}"
 
-    def run_step(self, step: int, digest: str) -> StepBundle:
-        """Train (or reuse) one step and return its bundle."""
+    def run_step(self, step: int, digest: str, legacy: str | None = None) -> StepBundle:
+        """Train (or reuse) one step and return its bundle.
+
+        ``legacy``: the step's hash as earlier versions computed it (data paths included); a
+        bundle, shared step-0 model or checkpoint stamped with it is taken as well.
+        """
         path = self.step_dir(step) / BUNDLE
+        accepted = {digest, legacy} - {None}
         bundle = load_or_discard(path, self.log) if path.is_file() else None
-        if bundle is not None and bundle.steps[-1].info.get("config_hash") == digest:
+        if bundle is not None and bundle.steps[-1].info.get("config_hash") in accepted:
             changed = self._data_change(bundle, step)
             if changed is None:
                 self.log(f"step {step}: up to date, skipped ({path})")
@@ -162,14 +171,18 @@ class ScenarioRunner:
                 path.replace(kept)
             self.log(f"step {step}: {changed}; training it again (the model so far: {kept})")
         cache = self.config.out / STEP0_DIR / digest / BUNDLE
+        if step == 0 and not cache.is_file() and legacy is not None:
+            older = self.config.out / STEP0_DIR / legacy / BUNDLE
+            cache = older if older.is_file() else cache
         cached = load_or_discard(cache, self.log) if step == 0 and cache.is_file() else None
         if cached is not None and self._data_change(cached, step) is None:
             self.log(f"step 0: reusing the shared step-0 model {cache}")
             bundle = self._scored(StepBundle.load(copy_atomic(cache, path)), 0)  # atomic copy
             write_step_reports(self.step_dir(step), step, self.scores_of(bundle, step))
         else:
-            bundle = self.train_step(step, digest)
+            bundle = self.train_step(step, digest, legacy)
             if step == 0:
+                cache = self.config.out / STEP0_DIR / digest / BUNDLE
                 copy_atomic(path, cache)
         if step == 0:
             record_step0_entry(self.step_dir(0), cache)
@@ -215,8 +228,12 @@ class ScenarioRunner:
         student, teacher = grow_student(prev, counts[step], self.config.train.seed + step)
         return student, teacher, prev
 
-    def train_step(self, step: int, digest: str) -> StepBundle:
-        """Train one step from the previous bundle; write its bundle and reports."""
+    def train_step(self, step: int, digest: str, legacy: str | None = None) -> StepBundle:
+        """Train one step from the previous bundle; write its bundle and reports.
+
+        A checkpoint stamped with ``digest`` (or ``legacy``, an earlier version's hash of the
+        step) resumes.
+        """
         cfg, data = self.config, self.experiment_data()
         step_dir = self.step_dir(step)
         step_dir.mkdir(parents=True, exist_ok=True)
@@ -249,10 +266,11 @@ class ScenarioRunner:
             restore=prev.extra_tensors if prev else None,
         )
         start = time.perf_counter()
+        prints = freshness.step_fingerprints(data, self.train_scenario, step)
         trainer = fit_step(
             module, dm, cfg.train, step_dir, cfg.train.epochs_for(step),
-            " ".join([digest, *freshness.step_fingerprints(data, self.train_scenario, step)]),
-            self.progress,
+            " ".join([digest, *prints]), self.progress,
+            also=[" ".join([legacy, *prints])] if legacy else (),
         )  # a checkpoint resumes only with the same configuration and files
         seconds = time.perf_counter() - start
         raise_if_interrupted()  # a SIGTERM in the fit's last batch: write no bundle

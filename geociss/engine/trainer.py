@@ -10,7 +10,7 @@ Progress is a bar on a terminal and plain lines in a log file (:mod:`geociss.eng
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,9 +135,11 @@ def fit_step(
     epochs: int,
     digest: str,
     progress: bool = True,
+    also: Sequence[str] = (),
 ) -> L.Trainer:
     """Fit one step, resuming from ``step_dir/checkpoints/last.ckpt`` when its hash matches.
 
+    ``also``: other markers that resume (an earlier version's hash of the same step).
     Checkpoints of another configuration (``checkpoints/config_hash`` differs) are discarded,
     and so are temporary files of a checkpoint write that a kill interrupted. The checkpoint is
     read with ``weights_only=True`` (tensors and plain values only, no pickled code).
@@ -152,7 +154,7 @@ def fit_step(
     trainer = build_trainer(train, step_dir, epochs, progress, batches)
     ckpt_dir = step_dir / "checkpoints"
     ckpt, marker = ckpt_dir / LAST, ckpt_dir / "config_hash"
-    resume = ckpt.is_file() and marker.is_file() and marker.read_text().strip() == digest
+    resume = ckpt.is_file() and marker.is_file() and marker.read_text().strip() in {digest, *also}
     if trainer.is_global_zero:
         if not resume and ckpt_dir.exists():
             shutil.rmtree(ckpt_dir)
