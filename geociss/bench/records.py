@@ -15,7 +15,9 @@ bit-identically, so a fresh checkout that generates them again matches). A recor
 fingerprint differs from the cell's (another preset, other hyper-parameters, other data) is not
 used: the cell is trained again and its record replaced. What the fingerprint does not see is
 the code: after a change to geociss that changes results, delete the records (or the folder).
-Each record names the geociss version and git commit that wrote it.
+Each record names the geociss version, git commit and torch version that wrote it (the same
+seed gives bit-identical results with the same torch and thread count; another torch version may
+move the last digits).
 
 Records are written whole or not at all (a temporary name, then a rename), one file per cell,
 so several processes (``--jobs``) write side by side. An unreadable record is reported and the
@@ -92,6 +94,15 @@ def source_commit() -> str | None:
     return (done.stdout.strip() or None) if done.returncode == 0 else None
 
 
+def _torch_version() -> str | None:
+    """The version of torch (results of one seed are bit-identical only under the same torch)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return None
+    return str(torch.__version__)
+
+
 class ResultStore:
     """A folder of cell records (``<run name>.json``); see the module docstring."""
 
@@ -144,6 +155,7 @@ class ResultStore:
             "fingerprint": fingerprint,
             "geociss": __version__,
             "commit": self._commit or None,
+            "torch": _torch_version(),
             "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "row": data,
         }
