@@ -43,6 +43,7 @@ from geociss.bench import (
 from geociss.bench.cost import COSTS_FILE, interleaved_costs, save_costs
 from geociss.bench.cost import load_costs as load_saved_costs
 from geociss.bench.jobs import label_of, run_jobs, seed_groups, thread_env
+from geociss.bench.records import recorded
 from geociss.bench.report import (
     ablation_comparisons,
     comparisons,
@@ -254,6 +255,17 @@ def _main_handling_signals() -> None:
             sys.exit(interrupts.exit_status(signum))
 
 
+def _say_recorded(args: argparse.Namespace, methods: list[str], tasks: list[str],
+                  seeds: list[int], data: Path) -> None:
+    """Print how many of the cells are recorded already (the rest are trained)."""
+    store = records(args)
+    if store is None:
+        return
+    done, total = recorded(store, methods, tasks, args.preset, data, seeds)
+    print(f"bench: {done} of {total} cells recorded in {store.folder}; training the other "
+          f"{total - done}", flush=True)
+
+
 def _union(default: str, given: str) -> list[str]:
     return list(dict.fromkeys([*default.split(","), *given.split(",")]))
 
@@ -290,8 +302,10 @@ def main() -> None:
         text = report(args, methods, tasks, seeds)
     else:
         start = time.time()
+        if not args.no_report:  # the parent (or the only process), before any child
+            data = sample_scenes(args.preset, Path(args.out) / "sample")
+            _say_recorded(args, methods, tasks, seeds, data)
         if args.jobs > 1:
-            sample_scenes(args.preset, Path(args.out) / "sample")  # once, before the children
             status = _run_jobs(sys.argv[1:], seeds, args.jobs)
             if status:
                 sys.exit(f"bench: a job failed (exit status {status}); rerun to resume")

@@ -44,8 +44,9 @@ def test_a_one_seed_run_writes_the_table_of_every_finished_run(
     monkeypatch.setattr(
         sys, "argv",
         ["bench_methods", "--tasks", "2-1-1-1", "--methods", "idec-no-dada,x-extra", "--seeds",
-         "1", "--out", str(tmp_path)],
+         "1", "--out", str(tmp_path), "--no-records"],
     )
+    monkeypatch.setattr(bm, "sample_scenes", lambda preset, folder: folder)
     bm.main()
     assert ran == [(["idec-no-dada", "x-extra"], ["2-1-1-1"], [1], False)]  # costs: from the file
     methods, tasks, seeds = asked[0]
@@ -83,7 +84,8 @@ def test_the_parent_of_jobs_writes_the_table_and_its_children_do_not(tmp_path, m
     monkeypatch.setattr(bm, "run_bench", lambda *a, **kw: None)
     monkeypatch.setattr(bm, "sample_scenes", lambda preset, folder: jobs.append(folder))
     monkeypatch.setattr(bm, "_run_jobs", lambda argv, seeds, n: jobs.append((seeds, n)) or 0)
-    monkeypatch.setattr(sys, "argv", ["bench_methods", "--jobs", "3", "--out", str(tmp_path)])
+    monkeypatch.setattr(sys, "argv", ["bench_methods", "--jobs", "3", "--out", str(tmp_path),
+                                      "--no-records"])
     bm.main()
     # the scenes are written once, before the children start (not by three at a time)
     assert jobs == [tmp_path / "sample", ([0, 1, 2], 3)] and len(written) == 1
@@ -91,7 +93,8 @@ def test_the_parent_of_jobs_writes_the_table_and_its_children_do_not(tmp_path, m
     bm.main()
     assert len(written) == 1  # a child writes nothing
     monkeypatch.setattr(bm, "_run_jobs", lambda argv, seeds, n: 1)
-    monkeypatch.setattr(sys, "argv", ["bench_methods", "--jobs", "2", "--out", str(tmp_path)])
+    monkeypatch.setattr(sys, "argv", ["bench_methods", "--jobs", "2", "--out", str(tmp_path),
+                                      "--no-records"])
     with pytest.raises(SystemExit, match="a job failed"):
         bm.main()
     assert len(written) == 1  # no table after a failed job

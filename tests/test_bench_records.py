@@ -23,7 +23,8 @@ def _data(folder: Path, payload: bytes = b"pixels") -> Path:
     for sub in ("images", "labels", "val/images", "val/labels"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
         (folder / sub / "scene_000.tif").write_bytes(payload + sub.encode())
-    (folder / "classes.yaml").write_text("classes: []\n")
+    for schema in (folder / "classes.yaml", folder / "val" / "classes.yaml"):
+        schema.write_text("classes: []\n")
     return folder
 
 
@@ -233,3 +234,22 @@ def test_real_cells_read_back_from_records_equal_what_the_runs_gave(monkeypatch,
     # the sample scenes written again (new files, new times) still match the records
     shutil.rmtree(out / "sample")
     assert len(bench.collect(["mib"], ["4-1"], "tiny-test", out, [0], store=store)) == 3
+
+
+def test_a_run_says_how_many_cells_are_recorded(monkeypatch, tmp_path, capsys) -> None:
+    import benchmarks.bench_methods as bm
+
+    data = _data(tmp_path / "bench" / "sample")
+    store = ResultStore(tmp_path / "rec", log=lambda m: None)
+    for seed in (0, 1):  # two of the six cells of mib on 4-1 with seeds 0-2
+        cfg = experiment("cpu", "4-1", "mib", data, tmp_path / "runs", seed=seed)
+        store.put(cfg.name, cell_fingerprint(cfg, data_digest(data)), _row(seed=seed))
+    store.put("joint_cpu_4-1_s0", "stale", _row(method="joint"))
+    monkeypatch.setattr(bm, "run_bench", lambda *a, **kw: None)
+    monkeypatch.setattr(sys, "argv", ["bench_methods", "--methods", "mib", "--out",
+                                      str(tmp_path / "bench"), "--records", str(store.folder)])
+    monkeypatch.setattr(bm, "report", lambda *a: "")
+    monkeypatch.setattr(bm, "update_section", lambda name, text: None)
+    bm.main()
+    assert (f"bench: 2 of 9 cells recorded in {store.folder}; training the other 7"
+            in capsys.readouterr().out)

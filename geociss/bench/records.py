@@ -30,7 +30,7 @@ import hashlib
 import json
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -165,4 +165,30 @@ class ResultStore:
         return path
 
 
-__all__ = ["ResultStore", "cell_fingerprint", "data_digest", "source_commit"]
+def recorded(
+    store: ResultStore,
+    methods: Sequence[str],
+    tasks: Sequence[str],
+    preset: str,
+    data: Path,
+    seeds: Sequence[int],
+) -> tuple[int, int]:
+    """How many of a bench's cells ``store`` holds for this configuration and data, of how many.
+
+    The cells are those :func:`geociss.bench.run_bench` runs (fine-tuning and joint added).
+    """
+    from geociss.bench import experiment
+
+    specs = list(dict.fromkeys(["finetune", *methods, "joint"]))
+    digest, quiet = data_digest(data), ResultStore(store.folder, log=lambda m: None)
+    done = total = 0
+    for task in tasks:
+        for seed in seeds:
+            for spec in specs:
+                cfg = experiment(preset, task, spec, data, Path("runs"), seed=seed)
+                total += 1
+                done += quiet.get(cfg.name, cell_fingerprint(cfg, digest)) is not None
+    return done, total
+
+
+__all__ = ["ResultStore", "cell_fingerprint", "data_digest", "recorded", "source_commit"]
