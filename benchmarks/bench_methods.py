@@ -166,7 +166,8 @@ def report(args: argparse.Namespace, methods: list[str], tasks: list[str],
     )
     saved = costs_file(args)
     if args.measure_cost:
-        specs = [m for m in dict.fromkeys(r.method for r in rows) if m != "joint"]
+        # every method of the table, finished or not: costs do not depend on the runs
+        specs = [m for m in dict.fromkeys(["finetune", *methods]) if m != "joint"]
         costs = interleaved_costs(specs, args.preset, rounds=args.cost_rounds)
         saved.parent.mkdir(parents=True, exist_ok=True)
         save_costs(saved, costs, args.preset, args.cost_rounds)

@@ -253,3 +253,25 @@ def test_a_run_says_how_many_cells_are_recorded(monkeypatch, tmp_path, capsys) -
     bm.main()
     assert (f"bench: 2 of 9 cells recorded in {store.folder}; training the other 7"
             in capsys.readouterr().out)
+
+
+def test_measured_costs_cover_every_method_and_are_kept_with_the_records(monkeypatch, tmp_path):
+    import argparse
+
+    import benchmarks.bench_methods as bm
+
+    rows = [BenchRow("4-1", m, 0.7, 0.3, 0.6, seed=0) for m in ("finetune", "mib", "joint")]
+    asked: list[list[str]] = []
+    monkeypatch.setattr(bm, "collect", lambda *a, **kw: rows)
+    monkeypatch.setattr(bm, "interleaved_costs", lambda specs, preset, rounds: asked.append(
+        list(specs)) or {m: (0.5, 100.0) for m in specs})
+    args = argparse.Namespace(preset="cpu", out=str(tmp_path / "bench"), measure_cost=True,
+                              cost_rounds=2, records=str(tmp_path / "rec"), no_records=False)
+    text = bm.report(args, ["mib", "idec"], ["4-1"], [0])
+    assert asked == [["finetune", "mib", "idec"]]  # idec has no finished run yet
+    saved = json.loads((tmp_path / "rec" / "step-costs.json").read_text())
+    assert saved["rounds"] == 2 and set(saved["costs"]) == {"finetune", "mib", "idec"}
+    assert "--measure-cost --cost-rounds 2" in text
+    args.measure_cost = False  # a later report reuses them
+    assert "step costs reused from `--measure-cost --cost-rounds 2`" in bm.report(
+        args, ["mib", "idec"], ["4-1"], [0])
