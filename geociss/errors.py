@@ -17,6 +17,14 @@ class ConfigError(GeocissError):
     """A configuration file or option is invalid."""
 
 
+class DivergedError(GeocissError):
+    """Training stopped because the loss became non-finite.
+
+    A result of the settings (learning rate, loss weights), which a benchmark reports as
+    ``diverged`` rather than a crash.
+    """
+
+
 class DataError(GeocissError):
     """An input raster, label file or folder is invalid.
 

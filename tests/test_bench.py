@@ -219,14 +219,14 @@ def test_interleaved_costs_measure_every_method_each_round_and_take_medians(monk
 def test_each_cell_says_how_far_the_bench_is(monkeypatch, tmp_path):
     import geociss.engine.runner as runner_module
     from geociss import bench
-    from geociss.errors import GeocissError
+    from geociss.errors import DivergedError
 
     class Diverging:  # every cell fails at once: a result row, no training
         def __init__(self, cfg, log, progress):
             pass
 
         def run(self):
-            raise GeocissError("loss is not finite")
+            raise DivergedError("loss is not finite")
 
     monkeypatch.setattr(runner_module, "ScenarioRunner", Diverging)
     monkeypatch.setattr(bench, "experiment", lambda *a: None)

@@ -103,9 +103,9 @@ class _Diverging:
         _Diverging.made.append(cfg.name)
 
     def run(self):
-        from geociss.errors import GeocissError
+        from geociss.errors import DivergedError
 
-        raise GeocissError("loss is not finite")
+        raise DivergedError("loss is not finite")
 
 
 def test_run_bench_takes_recorded_cells_and_records_what_it_runs(monkeypatch, tmp_path) -> None:
@@ -275,3 +275,23 @@ def test_measured_costs_cover_every_method_and_are_kept_with_the_records(monkeyp
     args.measure_cost = False  # a later report reuses them
     assert "step costs reused from `--measure-cost --cost-rounds 2`" in bm.report(
         args, ["mib", "idec"], ["4-1"], [0])
+
+
+def test_only_divergence_is_a_result_other_errors_stop_the_bench(monkeypatch, tmp_path) -> None:
+    """A locked run folder (another bench at work) must not be recorded as 'diverged'."""
+    import geociss.engine.runner as runner_module
+    from geociss.locks import LockedError
+
+    class Locked:
+        def __init__(self, cfg, log, progress) -> None:
+            pass
+
+        def run(self):
+            raise LockedError(Path("runs/finetune_cpu_4-1_s0"), Path("runs/x.lock"), None)
+
+    monkeypatch.setattr(runner_module, "ScenarioRunner", Locked)
+    store = ResultStore(tmp_path / "rec", log=lambda m: None)
+    with pytest.raises(LockedError):
+        bench.run_bench(["mib"], ["4-1"], "cpu", tmp_path / "a", data=_data(tmp_path / "d"),
+                        log=lambda m: None, measure_costs=False, store=store)
+    assert not store.folder.exists() or not list(store.folder.glob("*.json"))

@@ -222,6 +222,8 @@ def run_bench(
     """Run every (task, seed, method) cell (resumable: finished steps are skipped).
 
     Tasks come first, then seeds, so an interrupted run leaves whole tasks with every seed.
+    A cell whose loss turns non-finite (:class:`~geociss.errors.DivergedError`) is a row
+    noted ``diverged``; any other error (a locked run folder, bad data) stops the bench.
     Each cell's first log line says how far the bench is (``cell 4 of 33, 12 min so far``).
     Data: ``data_section`` (a config's ``data:`` mapping), else the folder ``data``, else
     sample scenes generated under ``out/sample`` with the preset's size. ``measure_costs``:
@@ -232,7 +234,7 @@ def run_bench(
     """
     from geociss.engine.bundle import StepBundle
     from geociss.engine.runner import ScenarioRunner
-    from geociss.errors import GeocissError
+    from geociss.errors import DivergedError
     from geociss.io import atomic_write_text
 
     if data is None and data_section is None:
@@ -258,7 +260,7 @@ def run_bench(
                 runner = ScenarioRunner(config, log=log, progress=progress)
                 try:
                     last = runner.run().last
-                except GeocissError as err:  # a diverging method is a result, not a crash
+                except DivergedError as err:  # a diverging method is a result, not a crash
                     log(f"bench: {spec} on {task} (seed {seed}) failed: {err}")
                     rows.append(BenchRow(task, spec, None, None, None, note="diverged", seed=seed))
                     if store is not None:

@@ -129,10 +129,10 @@ class IncrementalStep(L.LightningModule):
         # checked every few steps, not every step: the check waits for the device, and a model
         # that diverged stays non-finite, so the run still stops within a few steps
         if self.global_step % NONFINITE_CHECK_EVERY == 0 and not torch.isfinite(loss):
-            from geociss.errors import GeocissError
+            from geociss.errors import DivergedError
 
             bad = ", ".join(k for k, v in terms.items() if not torch.isfinite(v)) or "the sum"
-            raise GeocissError(
+            raise DivergedError(
                 f"step {self.step_index}: the loss became non-finite ({bad}) by training step "
                 f"{self.global_step}; lower train.lr_incremental or the method's loss weights, "
                 "or set train.freeze_norm_incremental: true"

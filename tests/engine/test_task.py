@@ -3,7 +3,7 @@ import torch
 
 from geociss.config.experiment import TrainConfig
 from geociss.engine.task import IncrementalStep
-from geociss.errors import GeocissError
+from geociss.errors import DivergedError
 
 from conformance import make_method, tiny_model
 
@@ -13,7 +13,7 @@ def test_non_finite_loss_stops_the_step_with_a_clear_message():
     method.losses = lambda batch, out, old: {"ce": torch.tensor(float("nan"))}
     step = IncrementalStep(tiny_model(), None, method, TrainConfig(), [0.0] * 3, [1.0] * 3)
     batch = {"image": torch.rand(2, 3, 32, 32), "mask": torch.zeros(2, 32, 32, dtype=torch.long)}
-    with pytest.raises(GeocissError, match=r"loss became non-finite \(ce\)"):
+    with pytest.raises(DivergedError, match=r"loss became non-finite \(ce\)"):
         step.training_step(batch, 0)
 
 
