@@ -303,7 +303,8 @@ def collect(
     """Rows of the finished cells, from records or from complete run folders.
 
     A cell recorded in ``store`` (when given) for this configuration and the data ``out/sample``
-    comes from its record; any other from the last bundle of its complete run folder.
+    (generated when missing, to fingerprint them) comes from its record; any other from the
+    last bundle of its complete run folder.
     Serves a partial or interrupted benchmark: ``s/step`` is then the in-run wall time per
     training step of the incremental steps (data loading included), not the micro-benchmark.
     A started cell without a final bundle is reported as ``incomplete``.
