@@ -26,6 +26,7 @@ from typing import Any
 from geociss.bench.cost import step_cost
 from geociss.bench.presets import PRESETS, VAL_DIR, describe, sample_scenes
 from geociss.bench.records import ResultStore, cell_fingerprint, data_digest
+from geociss.bench.rows import per_class_iou, retention_pairs
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -97,47 +98,9 @@ class BenchRow:
     retention: list[dict[str, Any]] = field(default_factory=list)
 
 
-def retention_pairs(bundle: Any) -> list[dict[str, Any]]:
-    """Per incremental step and old class: the label-free ``kept`` share and the real IoUs.
-
-    ``iou_before`` / ``iou_after`` are the class's IoU on the validation tiles after the
-    previous step and after this one (from the step records of the run's final bundle).
-    """
-    from geociss.evaluation.retention import Retention
-
-    out = []
-    for t in range(1, len(bundle.steps)):
-        stored = bundle.steps[t].info.get("retention")
-        if not stored:
-            continue
-        before = per_class_iou(bundle.steps[t - 1].metrics)
-        after = per_class_iou(bundle.steps[t].metrics)
-        for c in Retention.from_dict(stored).classes:
-            out.append(
-                {
-                    "step": t,
-                    "class": c.name,
-                    "kept": c.kept,
-                    "teacher_pixels": c.teacher_pixels,
-                    "iou_before": before.get(c.name),
-                    "iou_after": after.get(c.name),
-                }
-            )
-    return out
-
-
 def run_name(spec: str, preset: str, task: str, seed: int) -> str:
     """Folder name of one cell's run under ``<out>/runs``."""
     return f"{spec}_{preset}_{task}_s{seed}"
-
-
-def per_class_iou(metrics: dict[str, Any]) -> dict[str, float | None]:
-    """Class name → IoU of a step's stored metrics (the implicit background channel left out)."""
-    return {
-        str(c["name"]): c.get("iou")
-        for c in metrics.get("channels", [])
-        if c.get("name") != "background"
-    }
 
 
 def method_config(spec: str, configs: Path | None = None) -> dict[str, Any]:
