@@ -295,3 +295,23 @@ def test_only_divergence_is_a_result_other_errors_stop_the_bench(monkeypatch, tm
         bench.run_bench(["mib"], ["4-1"], "cpu", tmp_path / "a", data=_data(tmp_path / "d"),
                         log=lambda m: None, measure_costs=False, store=store)
     assert not store.folder.exists() or not list(store.folder.glob("*.json"))
+
+
+def test_bench_records_prints_every_seed_and_how_far_each_task_is(monkeypatch, tmp_path, capsys):
+    from benchmarks import bench_records
+
+    monkeypatch.setattr(bench, "sample_scenes", lambda preset, folder: _data(folder))
+    out, store = tmp_path / "bench", ResultStore(tmp_path / "rec", log=lambda m: None)
+    data = _data(out / "sample")
+    for seed, car in ((0, 0.25), (2, 0.2)):
+        cfg = experiment("cpu", "4-1", "mib", data, out / "runs", seed=seed)
+        store.put(cfg.name, cell_fingerprint(cfg, data_digest(data)),
+                  _row(seed=seed, per_class={"car": car}))
+    bench_records.main(["--methods", "mib", "--tasks", "4-1,2-3", "--class", "car", "--out",
+                        str(out), "--records", str(store.folder)])
+    text = capsys.readouterr().out
+    assert "4-1: 2 of 9 cells finished (car IoU, %)" in text
+    assert "| mib | 25.0 | - | 20.0 |" in text and "2-3: 0 of 9 cells finished" in text
+    bench_records.main(["--methods", "mib", "--tasks", "4-1", "--metric", "new", "--out",
+                        str(out), "--records", str(store.folder)])
+    assert "| mib | 30.0 | - | 30.0 |" in capsys.readouterr().out
