@@ -22,7 +22,7 @@ def _data(folder: Path, payload: bytes = b"pixels") -> Path:
     """A data folder of the bench's layout with small files (the digest reads bytes only)."""
     for sub in ("images", "labels", "val/images", "val/labels"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-        (folder / sub / "scene_000.tif").write_bytes(payload + sub.encode())
+        (folder / sub / "scene_000.dat").write_bytes(payload + sub.encode())
     for schema in (folder / "classes.yaml", folder / "val" / "classes.yaml"):
         schema.write_text("classes: []\n")
     return folder
@@ -38,13 +38,38 @@ def _row(**kw) -> BenchRow:
 
 def test_the_data_digest_follows_contents_not_file_times(tmp_path) -> None:
     a, b = _data(tmp_path / "a"), _data(tmp_path / "b")
-    os.utime(b / "images" / "scene_000.tif", (1, 1))  # same bytes, other time
+    os.utime(b / "images" / "scene_000.dat", (1, 1))  # same bytes, other time
     assert data_digest(a) == data_digest(b)
-    (b / "labels" / "scene_000.tif").write_bytes(b"pixelsLABELS")
+    (b / "labels" / "scene_000.dat").write_bytes(b"pixelsLABELS")
     assert data_digest(a) != data_digest(b)
     c = _data(tmp_path / "c")
-    (c / "images" / "scene_000.tif").rename(c / "images" / "scene_001.tif")
+    (c / "images" / "scene_000.dat").rename(c / "images" / "scene_001.dat")
     assert data_digest(a) != data_digest(c)
+
+
+def test_rasters_enter_the_digest_by_their_pixels_not_their_encoding(tmp_path) -> None:
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    pixels = np.arange(3 * 64 * 64, dtype=np.uint8).reshape(3, 64, 64)
+
+    def write(folder: Path, data: np.ndarray, **options) -> Path:
+        (folder / "images").mkdir(parents=True)
+        profile = dict(driver="GTiff", width=64, height=64, count=3, dtype="uint8",
+                       crs="EPSG:32632", transform=from_origin(500000, 5800000, 0.1, 0.1))
+        with rasterio.open(folder / "images" / "a.tif", "w", **profile, **options) as dst:
+            dst.write(data)
+        return folder
+
+    plain = write(tmp_path / "plain", pixels)
+    packed = write(tmp_path / "packed", pixels, compress="deflate", tiled=True, blockxsize=32,
+                   blockysize=32)
+    assert (plain / "images" / "a.tif").read_bytes() != (packed / "images" / "a.tif").read_bytes()
+    assert data_digest(plain) == data_digest(packed)
+    changed = pixels.copy()
+    changed[0, 5, 5] += 1
+    assert data_digest(write(tmp_path / "changed", changed)) != data_digest(plain)
 
 
 def test_the_fingerprint_ignores_paths_and_hardware_but_not_what_decides_the_result(

@@ -10,8 +10,9 @@ training it again, and the table is written from the records.
 
 A record holds the cell's fingerprint (:func:`cell_fingerprint`): the hash of everything in the
 experiment configuration that decides the result (paths, run names and hardware left out) and
-of the CONTENT of the data files (:func:`data_digest`; the sample scenes are generated
-bit-identically, so a fresh checkout that generates them again matches). A record whose
+of the CONTENT of the data files (:func:`data_digest`: decoded pixels and georeferencing of
+each GeoTIFF; the sample scenes are generated identically, so a fresh checkout that generates
+them again matches, whatever GDAL compresses them with). A record whose
 fingerprint differs from the cell's (another preset, other hyper-parameters, other data) is not
 used: the cell is trained again and its record replaced. What the fingerprint does not see is
 the code: after a change to geociss that changes results, delete the records (or the folder).
@@ -33,7 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from geociss.bench import BenchRow
@@ -49,19 +50,42 @@ COST_FIELDS = ("of_joint", "step_seconds", "step_vs_finetune", "peak_mib")
 """Row fields not recorded: step costs are measured apart and ratios recomputed."""
 
 
+RASTER_SUFFIXES = (".tif", ".tiff")
+"""Files the digest reads as rasters (decoded pixels and georeferencing, not bytes)."""
+
+
 def data_digest(folder: Path) -> str:
     """Short hash of the names and contents of every file under ``folder``.
 
-    Unlike the run folders' fingerprints (sizes and modification times), it does not change
-    when the same files are written again.
+    A GeoTIFF enters by what a reader gets from it (data type, size, georeferencing, nodata and
+    decoded pixels), not by its bytes, which another GDAL or compression library writes
+    differently for the same pixels; any other file by its bytes. Unlike the run folders'
+    fingerprints (sizes and modification times), it does not change when the same data are
+    written again.
     """
     h = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         h.update(f"{path.relative_to(folder).as_posix()}\n".encode())
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        if path.suffix.lower() in RASTER_SUFFIXES:
+            _raster_digest(path, h)
+        else:
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
     return h.hexdigest()[:16]
+
+
+def _raster_digest(path: Path, h: Any) -> None:
+    """Feed ``h`` a raster's type, size, georeferencing, nodata and pixels."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        crs = src.crs.to_string() if src.crs else ""
+        head = (src.dtypes, src.count, src.height, src.width, tuple(src.transform)[:6], crs,
+                src.nodata)
+        h.update(repr(head).encode())
+        for band in range(1, src.count + 1):
+            h.update(src.read(band).tobytes())
 
 
 def cell_fingerprint(config: ExperimentConfig, digest: str) -> str:
