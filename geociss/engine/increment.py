@@ -42,6 +42,7 @@ from geociss.data.records import Region
 from geociss.data.scaling import with_nodata
 from geociss.data.vector_labels import is_vector
 from geociss.engine.bundle import StepBundle, StepRecord
+from geociss.engine.freshness import DATA_PATH_KEYS
 from geociss.engine.new_classes import extend_schema, extended_scenario, new_label_schema
 from geociss.engine.step import StepData, grow_student, prepare_step, training_device
 from geociss.errors import ConfigError, DataError, UnknownLabelValueError
@@ -218,12 +219,17 @@ def _plan(req: ExtendRequest, progress: bool) -> _Plan:
     return _Plan(req, bundle, schema, ids, labels, method, data, regions)
 
 
-def _digest(plan: _Plan) -> str:
-    """Hash of the input bundle and every setting (resumes a run in the same ``work_dir``)."""
+def _digest(plan: _Plan, paths: bool = False) -> str:
+    """Hash of the input bundle and every setting (resumes a run in the same ``work_dir``).
+
+    Where the data lie is left out (the checkpoint's marker adds the files' fingerprint);
+    ``paths=True``: the hash as earlier versions wrote it, data paths included.
+    """
     req = plan.req
     h = hashlib.sha256(req.model.read_bytes())
+    hidden = {"num_workers"} if paths else {"num_workers", *DATA_PATH_KEYS}
     payload = {
-        "data": req.data.model_dump(mode="json", exclude={"num_workers"}),
+        "data": req.data.model_dump(mode="json", exclude=hidden),
         "train": req.train.model_dump(
             mode="json", exclude={"accelerator", "devices", *RUN_ONLY_TRAIN_KEYS}
         ),
@@ -268,6 +274,7 @@ def _train(plan: _Plan, mean: list[float], std: list[float], progress: bool) -> 
             req.train.epochs_for(step),
             f"{_digest(plan)} {plan.fingerprint}",
             progress,  # the files too
+            also=[f"{_digest(plan, paths=True)} {plan.fingerprint}"],  # earlier versions'
         )
     raise_if_interrupted()  # a SIGTERM in the fit's last batch: write no bundle
     return student.cpu().eval()

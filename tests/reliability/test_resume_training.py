@@ -248,3 +248,18 @@ def test_a_killed_extend_restarts_when_its_labels_changed(
     resumed = extend(data, model, tmp_path / "ext.safetensors")
     assert "resuming from" not in resumed, resumed
     assert progress_lines(resumed, 1, epochs=2)[-1] == (2, BATCHES, 2 * BATCHES)
+
+
+def test_a_killed_extend_resumes_with_its_data_named_another_way(
+    data: Path, reference: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Where the files lie is not part of the checkpoint's marker: a relative path resumes."""
+    for label in (data / "labels").glob("*.tif"):
+        with rasterio.open(label) as src:
+            write_tif(data / "cars" / label.name, (src.read(1) == 4).astype(np.uint8))
+    model = reference[0] / "resume" / "step0" / "bundle.safetensors"
+    link = tmp_path / "same-data"
+    link.symlink_to(data, target_is_directory=True)  # the same files by another path
+    extend(data, model, tmp_path / "ext.safetensors", fault="train:step:6")
+    resumed = extend(link, model, tmp_path / "ext.safetensors")
+    assert "at epoch 2/2, batch 1/4 (training step 5/8)" in resumed, resumed
