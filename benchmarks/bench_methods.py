@@ -163,6 +163,7 @@ def report(args: argparse.Namespace, methods: list[str], tasks: list[str],
     run = (
         f"python -m benchmarks.bench_methods --preset {args.preset} --methods "
         f"{','.join(methods)} --tasks {','.join(shown)} --seeds {','.join(map(str, seeds))}"
+        + (f" --section {args.section}" if getattr(args, "section", None) else "")
     )
     saved = costs_file(args)
     if args.measure_cost:

@@ -297,7 +297,9 @@ def test_measured_costs_cover_every_method_and_are_kept_with_the_records(monkeyp
     saved = json.loads((tmp_path / "rec" / "step-costs.json").read_text())
     assert saved["rounds"] == 2 and set(saved["costs"]) == {"finetune", "mib", "idec"}
     assert "--measure-cost --cost-rounds 2" in text
-    args.measure_cost = False  # a later report reuses them
+    args.measure_cost, args.section = False, "methods-cpu-more"  # a later report reuses them
+    assert "--seeds 0 --section methods-cpu-more --jobs 3`" in bm.report(
+        args, ["mib", "idec"], ["4-1"], [0])
     assert "step costs reused from `--measure-cost --cost-rounds 2`" in bm.report(
         args, ["mib", "idec"], ["4-1"], [0])
 
