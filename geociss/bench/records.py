@@ -43,9 +43,6 @@ if TYPE_CHECKING:
 RECORD_VERSION = 1
 """Format of a record; records of another version are not used."""
 
-PATH_KEYS = ("images", "labels", "val_images", "val_labels", "root", "class_schema")
-"""``data`` keys naming files: the data digest stands for what they hold."""
-
 COST_FIELDS = ("of_joint", "step_seconds", "step_vs_finetune", "peak_mib")
 """Row fields not recorded: step costs are measured apart and ratios recomputed."""
 
@@ -95,10 +92,10 @@ def cell_fingerprint(config: ExperimentConfig, digest: str) -> str:
     digest of its data (:func:`data_digest`).
     """
     from geociss.config.experiment import RUN_ONLY_TRAIN_KEYS
-    from geociss.engine.freshness import HARDWARE_KEYS, config_hash
+    from geociss.engine.freshness import DATA_PATH_KEYS, HARDWARE_KEYS, config_hash
 
     payload = config.model_dump(mode="json", exclude={"name": True, "out": True})
-    for key in (*PATH_KEYS, "num_workers"):
+    for key in (*DATA_PATH_KEYS, "class_schema", "num_workers"):  # the digest holds the files
         payload["data"].pop(key, None)
     for key in (*HARDWARE_KEYS, *RUN_ONLY_TRAIN_KEYS):
         payload["train"].pop(key, None)
