@@ -77,7 +77,8 @@ def tables(rows, preset: str, command: str) -> str:
         "training step of the method at step 1 relative to fine-tuning (measured apart from the "
         "runs, in a fresh process per method and round, median of the rounds, the methods "
         "interleaved in each round; with --report-only alone: the costs the last --measure-cost "
-        "saved in the output folder's step-costs.json, else in-run wall time per step, data "
+        f"saved in benchmarks/results/{preset}/step-costs.json (and the output folder's, which "
+        "`geociss bench --report-only` reads), else in-run wall time per step, data "
         "loading included); peak MiB = growth of the peak resident memory of that step's "
         "process.\n\n"
         + summary_table(rows)
@@ -134,10 +135,12 @@ def records(args: argparse.Namespace) -> ResultStore | None:
                        log=lambda m: print(m, flush=True))
 
 
-def costs_file(args: argparse.Namespace) -> Path:
-    """Where --measure-cost keeps the step costs: the result store, else the output folder."""
+def costs_files(args: argparse.Namespace) -> list[Path]:
+    """Where --measure-cost keeps the step costs, the one read first first: the result store's
+    (committed with the records) and the output folder's (``geociss bench --report-only``
+    reads that one)."""
     store = records(args)
-    return (store.folder if store is not None else Path(args.out)) / COSTS
+    return [*([store.folder / COSTS] if store is not None else []), Path(args.out) / COSTS]
 
 
 def load_costs(path: Path, preset: str) -> tuple[dict[str, tuple[float, float]], str]:
@@ -165,16 +168,19 @@ def report(args: argparse.Namespace, methods: list[str], tasks: list[str],
         f"{','.join(methods)} --tasks {','.join(shown)} --seeds {','.join(map(str, seeds))}"
         + (f" --section {args.section}" if getattr(args, "section", None) else "")
     )
-    saved = costs_file(args)
+    files = costs_files(args)
     if args.measure_cost:
         # every method of the table, finished or not: costs do not depend on the runs
         specs = [m for m in dict.fromkeys(["finetune", *methods]) if m != "joint"]
         costs = interleaved_costs(specs, args.preset, rounds=args.cost_rounds)
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        save_costs(saved, costs, args.preset, args.cost_rounds)
+        for saved in files:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            save_costs(saved, costs, args.preset, args.cost_rounds)
         how = f" `--report-only --measure-cost --cost-rounds {args.cost_rounds}`"
     else:
-        costs, reused = load_costs(saved, args.preset)
+        costs, reused = next(
+            (found for f in files if (found := load_costs(f, args.preset))[0]), ({}, "")
+        )
         how = " `--report-only`" + reused
     side_by_side = PRESETS[args.preset]["train"].get("accelerator") == "cpu"
     command = (

@@ -296,10 +296,14 @@ def test_measured_costs_cover_every_method_and_are_kept_with_the_records(monkeyp
     assert asked == [["finetune", "mib", "idec"]]  # idec has no finished run yet
     saved = json.loads((tmp_path / "rec" / "step-costs.json").read_text())
     assert saved["rounds"] == 2 and set(saved["costs"]) == {"finetune", "mib", "idec"}
+    # and where `geociss bench --report-only` looks for them
+    assert json.loads((tmp_path / "bench" / "step-costs.json").read_text()) == saved
     assert "--measure-cost --cost-rounds 2" in text
     args.measure_cost, args.section = False, "methods-cpu-more"  # a later report reuses them
     assert "--seeds 0 --section methods-cpu-more --jobs 3`" in bm.report(
         args, ["mib", "idec"], ["4-1"], [0])
+    (tmp_path / "rec" / "step-costs.json").unlink()  # the output folder's copy serves then
+    assert "step costs reused" in bm.report(args, ["mib"], ["4-1"], [0])
     assert "step costs reused from `--measure-cost --cost-rounds 2`" in bm.report(
         args, ["mib", "idec"], ["4-1"], [0])
 
