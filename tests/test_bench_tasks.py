@@ -56,10 +56,12 @@ def test_bench_methods_runs_4_1_unless_told_and_tabulates_every_task(monkeypatch
     monkeypatch.setattr(bm, "run_bench", lambda m, t, p, o, **kw: ran.append(list(t)))
     monkeypatch.setattr(bm, "collect", lambda m, t, p, o, s, **kw: asked.append(list(t)) or [])
     monkeypatch.setattr(bm, "update_section", lambda name, text: None)
+    monkeypatch.setattr(bm, "sample_scenes", lambda preset, folder: folder)
     for argv, runs in (([], ["4-1"]), (["--tasks", "all"], list(IDEC_TASKS))):
         ran.clear()
         asked.clear()
-        monkeypatch.setattr(sys, "argv", ["bench_methods", "--out", str(tmp_path), *argv])
+        monkeypatch.setattr(sys, "argv", ["bench_methods", "--out", str(tmp_path), "--no-records",
+                                          *argv])
         bm.main()
         assert ran == [runs]
         assert asked == [list(IDEC_TASKS)]  # the table: every finished task of the folder
