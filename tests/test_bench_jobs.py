@@ -267,6 +267,7 @@ def test_sigterm_stops_bench_methods_mid_fit_with_one_line_and_nothing_half_writ
         "--section",
         "test-only",
         "--no-report",
+        "--no-records",
     ]
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen(
