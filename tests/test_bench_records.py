@@ -100,6 +100,7 @@ def test_a_record_gives_back_its_row_without_costs_and_names_its_source(tmp_path
     record = json.loads(path.read_text())
     assert record["fingerprint"] == "abc" and record["geociss"] and "recorded" in record
     assert record["torch"].split("+")[0].count(".") == 2
+    assert record["cpu"] and record["threads"] >= 1
     assert "step_seconds" not in record["row"] and "of_joint" not in record["row"]
     back = store.get("mib_cpu_4-1_s1", "abc")
     assert back == _row()  # every result field, costs left to the report

@@ -16,9 +16,10 @@ them again matches, whatever GDAL compresses them with). A record whose
 fingerprint differs from the cell's (another preset, other hyper-parameters, other data) is not
 used: the cell is trained again and its record replaced. What the fingerprint does not see is
 the code: after a change to geociss that changes results, delete the records (or the folder).
-Each record names the geociss version, git commit and torch version that wrote it (the same
-seed gives bit-identical results with the same torch and thread count; another torch version may
-move the last digits).
+Each record names the geociss version, git commit, torch version, CPU model and torch thread
+count that wrote it (the same seed gives bit-identical results only with the same torch, kind
+of CPU and thread count; a change of any moves a seed's result, by up to a few points of a small
+class's IoU).
 
 Records are written whole or not at all (a temporary name, then a rename), one file per cell,
 so several processes (``--jobs``) write side by side. An unreadable record is reported and the
@@ -124,6 +125,29 @@ def _torch_version() -> str | None:
     return str(torch.__version__)
 
 
+def _cpu_name() -> str:
+    """The processor's model name (results are bit-identical only on the same kind of CPU)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _threads() -> int | None:
+    """The intra-op thread count of torch (another count changes a result's last digits)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return None
+    return int(torch.get_num_threads())
+
+
 class ResultStore:
     """A folder of cell records (``<run name>.json``); see the module docstring."""
 
@@ -177,6 +201,8 @@ class ResultStore:
             "geociss": __version__,
             "commit": self._commit or None,
             "torch": _torch_version(),
+            "cpu": _cpu_name(),
+            "threads": _threads(),
             "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "row": data,
         }
