@@ -210,12 +210,17 @@ def extend(data: Path, model: Path, out: Path, fault: str | None = None) -> str:
     return proc.stdout
 
 
+def car_labels(data: Path) -> None:
+    """New-class labels of the scenes under ``data/cars``: car = 1, the rest 0."""
+    for label in (data / "labels").glob("*.tif"):
+        with rasterio.open(label) as src:
+            write_tif(data / "cars" / label.name, (src.read(1) == 4).astype(np.uint8))
+
+
 def test_a_killed_extend_with_a_work_dir_resumes_and_prints_progress(
     data: Path, reference: tuple[Path, str], tmp_path: Path
 ) -> None:
-    for label in (data / "labels").glob("*.tif"):  # new-class labels: car = 1, the rest 0
-        with rasterio.open(label) as src:
-            write_tif(data / "cars" / label.name, (src.read(1) == 4).astype(np.uint8))
+    car_labels(data)
     model = reference[0] / "resume" / "step0" / "bundle.safetensors"
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -237,9 +242,7 @@ def test_a_killed_extend_restarts_when_its_labels_changed(
     data: Path, reference: tuple[Path, str], tmp_path: Path
 ) -> None:
     """A checkpoint of other files (a label replaced under its name) is not resumed."""
-    for label in (data / "labels").glob("*.tif"):
-        with rasterio.open(label) as src:
-            write_tif(data / "cars" / label.name, (src.read(1) == 4).astype(np.uint8))
+    car_labels(data)
     model = reference[0] / "resume" / "step0" / "bundle.safetensors"
     extend(data, model, tmp_path / "ext.safetensors", fault="train:step:6")
     for replaced in (data / "cars").glob("*.tif"):  # training and held-out tiles alike
@@ -254,9 +257,7 @@ def test_a_killed_extend_resumes_with_its_data_named_another_way(
     data: Path, reference: tuple[Path, str], tmp_path: Path
 ) -> None:
     """Where the files lie is not part of the checkpoint's marker: a relative path resumes."""
-    for label in (data / "labels").glob("*.tif"):
-        with rasterio.open(label) as src:
-            write_tif(data / "cars" / label.name, (src.read(1) == 4).astype(np.uint8))
+    car_labels(data)
     model = reference[0] / "resume" / "step0" / "bundle.safetensors"
     link = tmp_path / "same-data"
     link.symlink_to(data, target_is_directory=True)  # the same files by another path
